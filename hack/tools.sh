@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Builds the real components the tests run (etcd, kube-apiserver & co., kubelet, kwok, Kratos,
+# Mailpit) from the tool modules under hack/tools, each in its own go.mod outside the project's
+# graph, and installs the Debian packages the bed needs. Binaries are cached by version (and by a
+# hash of the tool module and the Go version) outside the clone, so a fresh clone on the same
+# machine pays nothing: the warm path is a few stat calls.
+#
+#   hack/tools.sh [tool...]   build what is missing; print the bin dir on stdout
+#   hack/tools.sh --check     exit 1 if anything is missing (no build)
+#
+# Cache: $KRATOS_INJECTOR_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/kratos-injector).
+# The stable bin dir ($CACHE/bin) holds symlinks to the versioned binaries.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+CACHE=${KRATOS_INJECTOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kratos-injector}
+BIN=$CACHE/bin
+export GOWORK=off GOFLAGS=${GOFLAGS:-}
+mkdir -p "$BIN" "$CACHE/tools"
+
+K8S_VERSION=v1.37.2
+ETCD_VERSION=v3.7.3
+KWOK_VERSION=v0.8.0
+KRATOS_VERSION=v1.3.1
+MAILPIT_VERSION=v1.33.1
+ALL_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kwok kratos mailpit"
+
+log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# module_dir tool -> tool module directory
+module_dir() {
+  case $1 in
+    etcd) echo etcd ;;
+    kube-*|kubelet|kubectl) echo kube ;;
+    *) echo "$1" ;;
+  esac
+}
+version_of() {
+  case $1 in
+    etcd) echo $ETCD_VERSION ;;
+    kube-*|kubelet|kubectl) echo $K8S_VERSION ;;
+    kwok) echo $KWOK_VERSION ;;
+    kratos) echo $KRATOS_VERSION ;;
+    mailpit) echo $MAILPIT_VERSION ;;
+  esac
+}
+# key tool -> cache key: version + hash of the tool module + Go version
+key_of() {
+  local d=$HERE/tools/$(module_dir "$1")
+  local h
+  h=$(cat "$d/go.mod" "$d/go.sum" <(go env GOVERSION) | sha256sum | cut -c1-12)
+  echo "$(version_of "$1")-$h"
+}
+
+build_one() {
+  local t=$1 d out k
+  d=$HERE/tools/$(module_dir "$t")
+  k=$(key_of "$t")
+  out=$CACHE/tools/$t/$k/$t
+  if [[ -x $out ]]; then
+    ln -sfn "$out" "$BIN/$t"
+    return 0
+  fi
+  [[ ${CHECK_ONLY:-} == 1 ]] && { log "missing: $t"; return 1; }
+  mkdir -p "$(dirname "$out")"
+  local start=$SECONDS
+  log "building $t $(version_of "$t") (cold builds take minutes; kube-apiserver ~15 min on 2 cores)"
+  local pkgv=k8s.io/component-base/version minor
+  minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  (
+    cd "$d"
+    case $t in
+      etcd)
+        CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" go.etcd.io/etcd/server/v3 ;;
+      kube-*|kubelet|kubectl)
+        CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X $pkgv.gitVersion=$K8S_VERSION -X $pkgv.gitMajor=1 -X $pkgv.gitMinor=$minor -X $pkgv.gitTreeState=clean -X $pkgv.buildDate=1970-01-01T00:00:00Z" \
+          -o "$out.tmp" "k8s.io/kubernetes/cmd/$t" ;;
+      kwok)
+        CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" sigs.k8s.io/kwok/cmd/kwok ;;
+      mailpit)
+        CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" github.com/axllent/mailpit ;;
+      kratos)
+        # cgo (sqlite); -mod=mod because the module starts from Kratos's own go.sum and is never tidied.
+        CGO_ENABLED=1 go build -mod=mod -trimpath -tags sqlite \
+          -ldflags "-s -w -X github.com/ory/kratos/driver/config.Version=$KRATOS_VERSION" \
+          -o "$out.tmp" github.com/ory/kratos ;;
+      *) echo "unknown tool $t" >&2; exit 2 ;;
+    esac
+  )
+  mv "$out.tmp" "$out"
+  ln -sfn "$out" "$BIN/$t"
+  log "built $t in $((SECONDS - start))s"
+}
+
+# kwok's CRDs and stages come from its module, copied next to the binary.
+kwok_assets() {
+  local dst=$BIN/../kwok-assets/$KWOK_VERSION dir
+  [[ -f $dst/.done ]] && return 0
+  [[ ${CHECK_ONLY:-} == 1 ]] && { log "missing: kwok assets"; return 1; }
+  dir=$(cd "$HERE/tools/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  rm -rf "$dst"; mkdir -p "$dst/crd" "$dst/stage"
+  cp "$dir"/kustomize/crd/bases/*.yaml "$dst/crd/"
+  cp "$dir"/kustomize/stage/node/fast/*.yaml "$dir"/kustomize/stage/pod/fast/*.yaml "$dst/stage/" 2>/dev/null || true
+  chmod -R u+w "$dst"
+  touch "$dst/.done"
+}
+
+# Debian packages the bed needs: PostgreSQL (server), and for the real node containerd, runc, CNI
+# plugins, iptables, conntrack; busybox-static for the app image; openssl for nothing at runtime.
+apt_packages() {
+  local missing=()
+  [[ -n $(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null) ]] || missing+=(postgresql)
+  command -v containerd >/dev/null || missing+=(containerd)
+  [[ -x /usr/sbin/runc ]] || missing+=(runc)
+  [[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+  command -v iptables >/dev/null || missing+=(iptables)
+  command -v conntrack >/dev/null || missing+=(conntrack)
+  [[ -x /bin/busybox ]] || missing+=(busybox-static)
+  ((${#missing[@]} == 0)) && return 0
+  [[ ${CHECK_ONLY:-} == 1 ]] && { log "missing Debian packages: ${missing[*]}"; return 1; }
+  log "installing Debian packages: ${missing[*]}"
+  if [[ $(id -u) != 0 ]]; then echo "need root to apt-get install ${missing[*]}" >&2; return 1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  # The Debian containerd package may start a system daemon; the bed runs its own instance.
+  if command -v systemctl >/dev/null && systemctl is-active -q containerd 2>/dev/null; then
+    systemctl stop containerd >&2 || true; systemctl disable containerd >&2 || true
+  fi
+}
+
+tools=()
+for a in "$@"; do
+  case $a in
+    --check) CHECK_ONLY=1 ;;
+    *) tools+=("$a") ;;
+  esac
+done
+((${#tools[@]})) || read -r -a tools <<<"$ALL_TOOLS"
+
+rc=0
+apt_packages || rc=1
+for t in "${tools[@]}"; do build_one "$t" || rc=1; done
+[[ " ${tools[*]} " == *" kwok "* ]] && { kwok_assets || rc=1; }
+((rc == 0)) || exit $rc
+echo "$BIN"
