@@ -22,7 +22,7 @@ ETCD_VERSION=v3.7.3
 KWOK_VERSION=v0.8.0
 KRATOS_VERSION=v1.3.1
 MAILPIT_VERSION=v1.33.1
-ALL_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kwok kratos mailpit"
+ALL_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kwok kratos mailpit mkimg pause"
 
 log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -30,6 +30,7 @@ log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 module_dir() {
   case $1 in
     etcd) echo etcd ;;
+    mkimg|pause) echo images ;;
     kube-*|kubelet|kubectl) echo kube ;;
     *) echo "$1" ;;
   esac
@@ -41,13 +42,15 @@ version_of() {
     kwok) echo $KWOK_VERSION ;;
     kratos) echo $KRATOS_VERSION ;;
     mailpit) echo $MAILPIT_VERSION ;;
+    mkimg|pause) echo local ;;
   esac
 }
 # key tool -> cache key: version + hash of the tool module + Go version
 key_of() {
   local d=$HERE/tools/$(module_dir "$1")
   local h
-  h=$(cat "$d/go.mod" "$d/go.sum" <(go env GOVERSION) | sha256sum | cut -c1-12)
+  # our own tool sources (images module) are part of the key; the others have none
+  h=$(cat "$d/go.mod" "$d/go.sum" <(go env GOVERSION) $(find "$d" -name '*.go' | sort) | sha256sum | cut -c1-12)
   echo "$(version_of "$1")-$h"
 }
 
@@ -76,6 +79,10 @@ build_one() {
           -o "$out.tmp" "k8s.io/kubernetes/cmd/$t" ;;
       kwok)
         CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" sigs.k8s.io/kwok/cmd/kwok ;;
+      mkimg)
+        CGO_ENABLED=0 go build -trimpath -o "$out.tmp" ./mkimg ;;
+      pause)
+        CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" ./pause ;;
       mailpit)
         CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" github.com/axllent/mailpit ;;
       kratos)
@@ -93,15 +100,19 @@ build_one() {
 
 # kwok's CRDs and stages come from its module, copied next to the binary.
 kwok_assets() {
-  local dst=$BIN/../kwok-assets/$KWOK_VERSION dir
+  local dst=$CACHE/kwok-assets/$KWOK_VERSION dir
   [[ -f $dst/.done ]] && return 0
   [[ ${CHECK_ONLY:-} == 1 ]] && { log "missing: kwok assets"; return 1; }
   dir=$(cd "$HERE/tools/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
   rm -rf "$dst"; mkdir -p "$dst/crd" "$dst/stage"
   cp "$dir"/kustomize/crd/bases/*.yaml "$dst/crd/"
-  cp "$dir"/kustomize/stage/node/fast/*.yaml "$dir"/kustomize/stage/pod/fast/*.yaml "$dst/stage/" 2>/dev/null || true
+  local f
+  for f in "$dir"/kustomize/stage/node/fast/*.yaml "$dir"/kustomize/stage/pod/fast/*.yaml; do
+    [[ $(basename "$f") == kustomization.yaml ]] || cp "$f" "$dst/stage/"
+  done
   chmod -R u+w "$dst"
   touch "$dst/.done"
+  ln -sfn "$dst" "$BIN/kwok-assets"
 }
 
 # Debian packages the bed needs: PostgreSQL (server), and for the real node containerd, runc, CNI

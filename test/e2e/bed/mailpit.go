@@ -1,0 +1,132 @@
+package bed
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Mailpit is a real SMTP server with an HTTP API that shows what was delivered.
+type Mailpit struct {
+	SMTPHost string
+	SMTPPort int
+	APIURL   string // http://127.0.0.1:port
+	Proc     *Proc
+}
+
+// MailpitOptions tunes Mailpit.
+type MailpitOptions struct {
+	// SMTPListen overrides the SMTP listen address (default 127.0.0.1); the real node's pods
+	// need the bridge gateway address.
+	SMTPListen string
+}
+
+// StartMailpit starts Mailpit with its SMTP and HTTP listeners on free ports (never on all
+// interfaces) and any SMTP credentials accepted.
+func (b *Bed) StartMailpit(opts MailpitOptions) (*Mailpit, error) {
+	bin, err := Tool("mailpit")
+	if err != nil {
+		return nil, err
+	}
+	host := opts.SMTPListen
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	smtpPort, err := FreePortOn(host)
+	if err != nil {
+		return nil, err
+	}
+	httpPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	m := &Mailpit{SMTPHost: host, SMTPPort: smtpPort, APIURL: fmt.Sprintf("http://127.0.0.1:%d", httpPort)}
+	m.Proc, err = b.Start("mailpit", nil, bin,
+		"--listen", fmt.Sprintf("127.0.0.1:%d", httpPort), "--smtp", host+":"+strconv.Itoa(smtpPort),
+		"--disable-version-check", "--smtp-auth-accept-any", "--smtp-auth-allow-insecure",
+		"--database", b.Path("mailpit", "mailpit.db"))
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Proc.WaitReady(30*time.Second, httpOK(m.APIURL+"/api/v1/info", "", nil)); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Message is the part of Mailpit's message summary the tests read.
+type Message struct {
+	ID      string `json:"ID"`
+	Subject string `json:"Subject"`
+	From    struct {
+		Name    string `json:"Name"`
+		Address string `json:"Address"`
+	} `json:"From"`
+	To []struct {
+		Name    string `json:"Name"`
+		Address string `json:"Address"`
+	} `json:"To"`
+	Snippet string `json:"Snippet"`
+}
+
+// Messages lists the delivered messages, newest first.
+func (m *Mailpit) Messages(ctx context.Context) ([]Message, error) {
+	var out struct {
+		Messages []Message `json:"messages"`
+	}
+	if err := getJSON(ctx, m.APIURL+"/api/v1/messages?limit=500", &out); err != nil {
+		return nil, err
+	}
+	return out.Messages, nil
+}
+
+// MessageText returns a message's plain-text body.
+func (m *Mailpit) MessageText(ctx context.Context, id string) (string, error) {
+	var out struct {
+		Text string `json:"Text"`
+	}
+	if err := getJSON(ctx, m.APIURL+"/api/v1/message/"+id, &out); err != nil {
+		return "", err
+	}
+	return out.Text, nil
+}
+
+// WaitMessageTo polls until a message to addr arrives (or ctx ends).
+func (m *Mailpit) WaitMessageTo(ctx context.Context, addr string) (*Message, error) {
+	for {
+		msgs, err := m.Messages(ctx)
+		if err == nil {
+			for i := range msgs {
+				for _, to := range msgs[i].To {
+					if to.Address == addr {
+						return &msgs[i], nil
+					}
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no mail to %s in Mailpit (%v, last error %v)", addr, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func getJSON(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}

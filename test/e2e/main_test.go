@@ -1,0 +1,123 @@
+// Package e2e holds the end-to-end tests. They run against real components started by package
+// bed: a control plane with controllers, kwok nodes, PostgreSQL, Mailpit and Ory Kratos. Nothing
+// here skips: a missing component is a failure that says how to build it (`make tools`).
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+)
+
+// stack is the bed shared by the tests of this package: starting a control plane costs seconds,
+// so each test works in its own namespace of one cluster instead.
+type stack struct {
+	Bed  *bed.Bed
+	CP   *bed.ControlPlane
+	Kwok *bed.Kwok
+	// KwokNode is a fake node for pods that need not run.
+	KwokNode string
+}
+
+var (
+	sharedBed  *bed.Bed
+	bedOnce    sync.Once
+	bedErr     error
+	clusterMu  sync.Mutex
+	clusterSt  *stack
+	pgOnce     sync.Once
+	pg         *bed.Postgres
+	pgErr      error
+	mailOnce   sync.Once
+	mail       *bed.Mailpit
+	mailErr    error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedBed != nil {
+		sharedBed.Close()
+	}
+	os.Exit(code)
+}
+
+func theBed(t testing.TB) *bed.Bed {
+	t.Helper()
+	bedOnce.Do(func() { sharedBed, bedErr = bed.New("") })
+	if bedErr != nil {
+		t.Fatalf("bed: %v", bedErr)
+	}
+	return sharedBed
+}
+
+// cluster returns the shared control plane (with controller manager and scheduler) and a
+// kwok node, starting them on first use.
+func cluster(t testing.TB) *stack {
+	t.Helper()
+	b := theBed(t)
+	clusterMu.Lock()
+	defer clusterMu.Unlock()
+	if clusterSt != nil {
+		return clusterSt
+	}
+	start := time.Now()
+	cp, err := b.StartControlPlane(bed.ControlPlaneOptions{Controllers: true, NodeNames: realNodeNames})
+	if err != nil {
+		t.Fatalf("control plane: %v", err)
+	}
+	kw, err := b.StartKwok(cp)
+	if err != nil {
+		t.Fatalf("kwok: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := kw.AddNode(ctx, "kwok-0"); err != nil {
+		t.Fatalf("kwok node: %v", err)
+	}
+	t.Logf("cluster up in %s (kubeconfig %s)", time.Since(start).Round(time.Millisecond), cp.Kubeconfig)
+	clusterSt = &stack{Bed: b, CP: cp, Kwok: kw, KwokNode: "kwok-0"}
+	return clusterSt
+}
+
+// realNodeNames are the real kubelet nodes the control plane gives an identity to.
+var realNodeNames = []string{"bed-node"}
+
+func postgres(t testing.TB) *bed.Postgres {
+	t.Helper()
+	b := theBed(t)
+	pgOnce.Do(func() { pg, pgErr = b.StartPostgres(postgresOptions()) })
+	if pgErr != nil {
+		t.Fatalf("postgres: %v", pgErr)
+	}
+	return pg
+}
+
+func mailpit(t testing.TB) *bed.Mailpit {
+	t.Helper()
+	b := theBed(t)
+	mailOnce.Do(func() { mail, mailErr = b.StartMailpit(mailpitOptions()) })
+	if mailErr != nil {
+		t.Fatalf("mailpit: %v", mailErr)
+	}
+	return mail
+}
+
+// postgresOptions and mailpitOptions are where the real node (when present) adds its bridge
+// address so pods can reach the servers.
+func postgresOptions() bed.PostgresOptions { return bed.PostgresOptions{} }
+func mailpitOptions() bed.MailpitOptions   { return bed.MailpitOptions{} }
+
+// namespace creates a fresh namespace for one test.
+func namespace(t testing.TB, s *stack, prefix string) string {
+	t.Helper()
+	ns := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000_000)
+	if _, err := s.CP.Client.CoreV1().Namespaces().Create(context.Background(), nsObj(ns), createOpts); err != nil {
+		t.Fatalf("namespace %s: %v", ns, err)
+	}
+	return ns
+}
