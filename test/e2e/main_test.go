@@ -30,6 +30,7 @@ var (
 	bedErr     error
 	clusterMu  sync.Mutex
 	clusterSt  *stack
+	clusterErr error
 	pgOnce     sync.Once
 	pg         *bed.Postgres
 	pgErr      error
@@ -62,26 +63,33 @@ func cluster(t testing.TB) *stack {
 	b := theBed(t)
 	clusterMu.Lock()
 	defer clusterMu.Unlock()
-	if clusterSt != nil {
-		return clusterSt
+	if clusterSt == nil && clusterErr == nil {
+		clusterSt, clusterErr = startCluster(t, b)
 	}
+	if clusterErr != nil {
+		// A bed that failed once is not retried: every test reports the first failure.
+		t.Fatalf("test bed: %v", clusterErr)
+	}
+	return clusterSt
+}
+
+func startCluster(t testing.TB, b *bed.Bed) (*stack, error) {
 	start := time.Now()
 	cp, err := b.StartControlPlane(bed.ControlPlaneOptions{Controllers: true, NodeNames: realNodeNames})
 	if err != nil {
-		t.Fatalf("control plane: %v", err)
+		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	kw, err := b.StartKwok(cp)
 	if err != nil {
-		t.Fatalf("kwok: %v", err)
+		return nil, fmt.Errorf("kwok: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := kw.AddNode(ctx, "kwok-0"); err != nil {
-		t.Fatalf("kwok node: %v", err)
+		return nil, fmt.Errorf("kwok node: %w", err)
 	}
 	t.Logf("cluster up in %s (kubeconfig %s)", time.Since(start).Round(time.Millisecond), cp.Kubeconfig)
-	clusterSt = &stack{Bed: b, CP: cp, Kwok: kw, KwokNode: "kwok-0"}
-	return clusterSt
+	return &stack{Bed: b, CP: cp, Kwok: kw, KwokNode: "kwok-0"}, nil
 }
 
 // realNodeNames are the real kubelet nodes the control plane gives an identity to.

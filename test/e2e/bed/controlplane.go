@@ -51,7 +51,9 @@ type ControlPlane struct {
 // Users with static tokens; "alice" has no group and no RBAC grants (for authorization tests).
 var staticUsers = []struct{ name, groups string }{
 	{"admin", "system:masters"},
-	{"system:kube-controller-manager", ""},
+	// With one shared credential (no per-controller ServiceAccounts) the controller manager
+	// needs every controller's rights.
+	{"system:kube-controller-manager", "system:masters"},
 	{"system:kube-scheduler", ""},
 	{"kwok", "system:masters"},
 	{"alice", ""},

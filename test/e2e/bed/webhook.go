@@ -21,7 +21,7 @@ type WebhookOptions struct {
 	// NamespaceSelector (nil: all namespaces).
 	NamespaceSelector *metav1.LabelSelector
 	// FailurePolicy defaults to Fail.
-	FailurePolicy admissionregistrationv1.FailurePolicyType
+	FailurePolicy  admissionregistrationv1.FailurePolicyType
 	TimeoutSeconds int32
 }
 
