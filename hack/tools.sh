@@ -22,7 +22,7 @@ ETCD_VERSION=v3.7.3
 KWOK_VERSION=v0.8.0
 KRATOS_VERSION=v1.3.1
 MAILPIT_VERSION=v1.33.1
-ALL_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kwok kratos mailpit mkimg pause"
+ALL_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kwok kratos mailpit mkimg pause smokewebhook"
 
 log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -30,7 +30,7 @@ log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 module_dir() {
   case $1 in
     etcd) echo etcd ;;
-    mkimg|pause) echo images ;;
+    mkimg|pause|smokewebhook) echo images ;;
     kube-*|kubelet|kubectl) echo kube ;;
     *) echo "$1" ;;
   esac
@@ -42,7 +42,7 @@ version_of() {
     kwok) echo $KWOK_VERSION ;;
     kratos) echo $KRATOS_VERSION ;;
     mailpit) echo $MAILPIT_VERSION ;;
-    mkimg|pause) echo local ;;
+    mkimg|pause|smokewebhook) echo local ;;
   esac
 }
 # key tool -> cache key: version + hash of the tool module + Go version
@@ -81,8 +81,8 @@ build_one() {
         CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" sigs.k8s.io/kwok/cmd/kwok ;;
       mkimg)
         CGO_ENABLED=0 go build -trimpath -o "$out.tmp" ./mkimg ;;
-      pause)
-        CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" ./pause ;;
+      pause|smokewebhook)
+        CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" "./$t" ;;
       mailpit)
         CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" github.com/axllent/mailpit ;;
       kratos)

@@ -6,14 +6,27 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/spf13/cobra"
+
 	"github.com/kratos-injector/kratos-injector/internal/version"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "version" {
-		fmt.Printf("webhook %s (Kratos %s)\n", version.Version, version.KratosVersion)
-		return
+	root := &cobra.Command{
+		Use:           "webhook",
+		Short:         "kratos-injector: injects Ory Kratos into labelled pods",
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
-	fmt.Fprintln(os.Stderr, "usage: webhook version")
-	os.Exit(2)
+	root.AddCommand(newServeCmd(), newRenderCmd(), &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "webhook %s (Kratos %s)\n", version.Version, version.KratosVersion)
+		},
+	})
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -61,3 +62,12 @@ func podsRunning(n int) func([]corev1.Pod) error {
 }
 
 func selector(m map[string]string) string { return labels.SelectorFromSet(m).String() }
+
+func mustRead(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

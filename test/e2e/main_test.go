@@ -47,13 +47,50 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// theBed creates the shared bed and its host network (the real node's bridge, on which Postgres
+// and Mailpit also listen so pods can reach them).
 func theBed(t testing.TB) *bed.Bed {
 	t.Helper()
-	bedOnce.Do(func() { sharedBed, bedErr = bed.New("") })
+	bedOnce.Do(func() {
+		sharedBed, bedErr = bed.New("")
+		if bedErr == nil {
+			network, bedErr = sharedBed.SetupNetwork()
+		}
+	})
 	if bedErr != nil {
 		t.Fatalf("bed: %v", bedErr)
 	}
 	return sharedBed
+}
+
+var (
+	network  *bed.Network
+	nodeMu   sync.Mutex
+	realNode *bed.Node
+	nodeErr  error
+)
+
+// node returns the shared real node (kubelet + containerd), starting it on first use.
+func node(t testing.TB) (*stack, *bed.Node) {
+	t.Helper()
+	s := cluster(t)
+	nodeMu.Lock()
+	defer nodeMu.Unlock()
+	if realNode == nil && nodeErr == nil {
+		start := time.Now()
+		var webhook string
+		webhook, nodeErr = bed.ProjectBin("webhook")
+		if nodeErr == nil {
+			realNode, nodeErr = s.Bed.StartNode(s.CP, network, bed.NodeOptions{Name: realNodeNames[0], WebhookBinary: webhook})
+		}
+		if nodeErr == nil {
+			t.Logf("real node %s Ready in %s", realNode.Name, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	if nodeErr != nil {
+		t.Fatalf("real node: %v", nodeErr)
+	}
+	return s, realNode
 }
 
 // cluster returns the shared control plane (with controller manager and scheduler) and a
@@ -117,8 +154,10 @@ func mailpit(t testing.TB) *bed.Mailpit {
 
 // postgresOptions and mailpitOptions are where the real node (when present) adds its bridge
 // address so pods can reach the servers.
-func postgresOptions() bed.PostgresOptions { return bed.PostgresOptions{} }
-func mailpitOptions() bed.MailpitOptions   { return bed.MailpitOptions{} }
+func postgresOptions() bed.PostgresOptions {
+	return bed.PostgresOptions{ExtraListen: []string{network.Gateway}, ExtraCIDRs: []string{bed.BridgeCIDR}}
+}
+func mailpitOptions() bed.MailpitOptions { return bed.MailpitOptions{SMTPListen: network.Gateway} }
 
 // namespace creates a fresh namespace for one test.
 func namespace(t testing.TB, s *stack, prefix string) string {

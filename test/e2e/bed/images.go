@@ -23,6 +23,8 @@ const (
 	InjectorImage = "localhost/kratos-injector/kratos-injector:bed"
 	// InjectorBinary is where the project's image carries the binary (same as the Dockerfile).
 	InjectorBinary = "/usr/local/bin/webhook"
+	// SmokeWebhookImage is the bed's tiny TLS webhook (hack/tools/images/smokewebhook).
+	SmokeWebhookImage = "localhost/kratos-injector/smokewebhook:bed"
 )
 
 type imageSpec struct {
@@ -55,8 +57,14 @@ func buildImages(webhookBin string) ([]string, error) {
 		return nil, err
 	}
 	var specs []imageSpec
+	smoke, err := Tool("smokewebhook")
+	if err != nil {
+		return nil, err
+	}
 	specs = append(specs, imageSpec{tag: PauseImage, inputs: []string{pause},
 		args: []string{"-entrypoint", "/pause", "-f", pause + ":/pause:0755"}})
+	specs = append(specs, imageSpec{tag: SmokeWebhookImage, inputs: []string{smoke},
+		args: []string{"-entrypoint", "/smokewebhook", "-f", smoke + ":/smokewebhook:0755", "-user", "65532:65532"}})
 
 	applets, err := exec.Command(busybox, "--list").Output()
 	if err != nil {

@@ -84,11 +84,12 @@ func cleanupNetwork() {
 	}
 }
 
-// RouteOf returns the kernel's route for addr (tests check that bed ranges are blackholed).
-func RouteOf(addr string) (string, error) {
+// Blackholes lists the kernel's blackhole routes (`ip route show type blackhole`).
+func Blackholes() (string, error) { return output("ip", "route", "show", "type", "blackhole") }
+
+// RouteGet asks the kernel how it would send a packet to addr (`ip route get`); for a
+// blackholed address it fails.
+func RouteGet(addr string) (string, error) {
 	out, err := output("ip", "route", "get", addr)
-	if err != nil {
-		return strings.TrimSpace(out), err
-	}
-	return strings.TrimSpace(out), nil
+	return strings.TrimSpace(out), err
 }

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kratos-injector/kratos-injector/internal/config"
+)
+
+// terminationLog is where Kubernetes reads a container's termination message: writing the error
+// there makes `kubectl describe pod` show which Secret and key broke the render.
+const terminationLog = "/dev/termination-log"
+
+// newRenderCmd is the kratos-config init container: spec + mounted Secrets -> kratos.yaml.
+// The flags only wire config.Render, which tests and any debug command share.
+func newRenderCmd() *cobra.Command {
+	var (
+		specJSON string
+		opts     config.RenderOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "render",
+		Short: "Render kratos.yaml from the spec and the mounted Secrets and ConfigMaps",
+		Long: `Render writes kratos.yaml, and the identity schemas and claims mappers it refers to,
+into --out. It reads the spec (JSON, as injected into the kratos-config init container) and the
+Secrets and ConfigMaps mounted under --inputs as <inputs>/secrets/<name>/<key> and
+<inputs>/configmaps/<name>/<key>. On any problem it writes nothing and fails with one line naming
+the Secret or ConfigMap and the key; no secret value is ever printed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			err := runRender(cmd, specJSON, opts)
+			if err != nil {
+				writeTerminationMessage(err)
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&specJSON, "spec", "", "the instance spec as JSON (required)")
+	f.StringVar(&opts.InputDir, "inputs", config.DefaultInputDir, "directory of the mounted Secrets and ConfigMaps")
+	f.StringVar(&opts.ConfigDir, "out", config.DefaultConfigDir, "directory to write into; kratos.yaml refers to its files by this absolute path")
+	f.StringVar(&opts.DataDir, "data-dir", config.DefaultDataDir, "directory of the SQLite database")
+	_ = cmd.MarkFlagRequired("spec")
+	return cmd
+}
+
+func runRender(cmd *cobra.Command, specJSON string, opts config.RenderOptions) error {
+	spec, err := config.UnmarshalSpec(specJSON)
+	if err != nil {
+		return err
+	}
+	// The file:// URLs in kratos.yaml must be absolute, whatever the working directory.
+	if opts.ConfigDir, err = filepath.Abs(opts.ConfigDir); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	if opts.DataDir, err = filepath.Abs(opts.DataDir); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	res, err := config.Render(spec, opts)
+	if err != nil {
+		return err
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+	}
+	if err := res.WriteFiles(opts.ConfigDir); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "rendered %s (%d files)\n", filepath.Join(opts.ConfigDir, config.ConfigFile), len(res.Files))
+	return nil
+}
+
+// writeTerminationMessage records err in the termination log when the container has one
+// (outside a pod the file does not exist and nothing is created).
+func writeTerminationMessage(err error) {
+	f, openErr := os.OpenFile(terminationLog, os.O_WRONLY|os.O_TRUNC, 0)
+	if openErr != nil {
+		if !errors.Is(openErr, fs.ErrNotExist) {
+			fmt.Fprintln(os.Stderr, "warning: termination log:", openErr)
+		}
+		return
+	}
+	defer f.Close()
+	fmt.Fprintln(f, err)
+}
