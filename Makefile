@@ -25,8 +25,8 @@ build:
 tools:
 	@dir=$$(hack/tools.sh); echo "test components in $$dir:"; ls -l "$$dir" | sed 1d
 
-## unit: unit and golden tests (no test bed)
-unit:
+## unit: unit and golden tests (the action tests run a real Kratos: tools first)
+unit: tools
 	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /test/e2e)
 
 ## e2e: end-to-end tests on the real test bed (needs root for the real node)

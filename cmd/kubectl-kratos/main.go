@@ -1,18 +1,21 @@
-// Command kubectl-kratos is the kubectl plugin: `kubectl kratos ...`.
+// Command kubectl-kratos is the kubectl plugin: `kubectl kratos ...`. The command tree lives in
+// internal/cli.
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
 
-	"github.com/kratos-injector/kratos-injector/internal/version"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/kratos-injector/kratos-injector/internal/cli"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "version" {
-		fmt.Printf("kubectl-kratos %s (Kratos %s)\n", version.Version, version.KratosVersion)
-		return
-	}
-	fmt.Fprintln(os.Stderr, "usage: kubectl kratos version")
-	os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args[1:], genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
+	stop()
+	os.Exit(code)
 }

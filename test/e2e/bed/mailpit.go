@@ -22,10 +22,21 @@ type MailpitOptions struct {
 	// SMTPListen overrides the SMTP listen address (default 127.0.0.1); the real node's pods
 	// need the bridge gateway address.
 	SMTPListen string
+	// Name distinguishes several Mailpits in one bed (log file and database names); default
+	// "mailpit".
+	Name string
+	// TLSCertFile and TLSKeyFile give Mailpit's SMTP server a certificate (PEM files); with
+	// RequireTLS it speaks implicit TLS (SMTPS) only, with RequireSTARTTLS it requires STARTTLS.
+	TLSCertFile, TLSKeyFile string
+	RequireTLS              bool
+	RequireSTARTTLS         bool
+	// AuthFile is a password file (one user:password a line): only those credentials are
+	// accepted. Empty: any credentials (and none) are accepted.
+	AuthFile string
 }
 
 // StartMailpit starts Mailpit with its SMTP and HTTP listeners on free ports (never on all
-// interfaces) and any SMTP credentials accepted.
+// interfaces) and, unless opts say otherwise, plain SMTP with any credentials accepted.
 func (b *Bed) StartMailpit(opts MailpitOptions) (*Mailpit, error) {
 	bin, err := Tool("mailpit")
 	if err != nil {
@@ -43,11 +54,31 @@ func (b *Bed) StartMailpit(opts MailpitOptions) (*Mailpit, error) {
 	if err != nil {
 		return nil, err
 	}
+	name := opts.Name
+	if name == "" {
+		name = "mailpit"
+	}
 	m := &Mailpit{SMTPHost: host, SMTPPort: smtpPort, APIURL: fmt.Sprintf("http://127.0.0.1:%d", httpPort)}
-	m.Proc, err = b.Start("mailpit", nil, bin,
-		"--listen", fmt.Sprintf("127.0.0.1:%d", httpPort), "--smtp", host+":"+strconv.Itoa(smtpPort),
-		"--disable-version-check", "--smtp-auth-accept-any", "--smtp-auth-allow-insecure",
-		"--database", b.Path("mailpit", "mailpit.db"))
+	args := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", httpPort), "--smtp", host + ":" + strconv.Itoa(smtpPort),
+		"--disable-version-check"}
+	if opts.AuthFile != "" {
+		args = append(args, "--smtp-auth-file", opts.AuthFile)
+	} else {
+		args = append(args, "--smtp-auth-accept-any")
+	}
+	if opts.TLSCertFile != "" || opts.TLSKeyFile != "" {
+		args = append(args, "--smtp-tls-cert", opts.TLSCertFile, "--smtp-tls-key", opts.TLSKeyFile)
+		if opts.RequireTLS {
+			args = append(args, "--smtp-require-tls")
+		}
+		if opts.RequireSTARTTLS {
+			args = append(args, "--smtp-require-starttls")
+		}
+	} else {
+		args = append(args, "--smtp-auth-allow-insecure")
+	}
+	args = append(args, "--database", b.Path(name, "mailpit.db"))
+	m.Proc, err = b.Start(name, nil, bin, args...)
 	if err != nil {
 		return nil, err
 	}

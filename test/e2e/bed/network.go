@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // The real node's pod network: a bridge with a private range that exists only inside this
@@ -37,9 +38,18 @@ func (b *Bed) SetupNetwork() (*Network, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bed lock: %w", err)
 	}
-	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("another test bed holds %s (a concurrent `make test`?): %w", bedLock, err)
+	// Another bed on this machine (a concurrent test run) owns the bridge: wait for it.
+	deadline := time.Now().Add(15 * time.Minute)
+	for {
+		err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			lf.Close()
+			return nil, fmt.Errorf("another test bed has held %s for 15 minutes: %w", bedLock, err)
+		}
+		time.Sleep(time.Second)
 	}
 	b.Defer(func() { _ = syscall.Flock(int(lf.Fd()), syscall.LOCK_UN); lf.Close() })
 

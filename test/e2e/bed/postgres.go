@@ -162,6 +162,30 @@ func (pg *Postgres) NewDatabase(ctx context.Context, prefix, password string) (D
 	return d, nil
 }
 
+// CreateRoleAndDatabase creates a login role with exactly this password and a database it owns,
+// under exactly these names, which may hold any character (quoted identifiers and SQL string
+// literals): for configs that name their own role and database. A database and role of these
+// names left by an earlier run are dropped first.
+func (pg *Postgres) CreateRoleAndDatabase(ctx context.Context, user, password, db string) error {
+	for _, stmt := range []string{
+		fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", QuoteIdent(db)),
+		fmt.Sprintf("DROP ROLE IF EXISTS %s", QuoteIdent(user)),
+		fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD %s", QuoteIdent(user), QuoteLiteral(password)),
+		fmt.Sprintf("CREATE DATABASE %s OWNER %s", QuoteIdent(db), QuoteIdent(user)),
+	} {
+		if _, err := pg.SQL(ctx, "postgres", stmt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// QuoteIdent quotes an SQL identifier (any characters).
+func QuoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// QuoteLiteral quotes an SQL string literal (standard_conforming_strings is on by default).
+func QuoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
 func tailString(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {

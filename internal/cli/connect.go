@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	client "github.com/ory/kratos-client-go"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kratos-injector/kratos-injector/internal/actions"
+	"github.com/kratos-injector/kratos-injector/internal/config"
+	"github.com/kratos-injector/kratos-injector/internal/target"
+)
+
+// Validate checks the global flags (no network).
+func (g *Globals) Validate() error {
+	if g.Instance != "" {
+		if errs := validation.IsValidLabelValue(g.Instance); len(errs) > 0 {
+			return fmt.Errorf("--instance %q: %s", g.Instance, errs[0])
+		}
+	}
+	if g.Selector != "" {
+		if _, err := labels.Parse(g.Selector); err != nil {
+			return fmt.Errorf("-l %q: %w", g.Selector, err)
+		}
+	}
+	if g.AdminURL != "" {
+		u, err := url.Parse(g.AdminURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--admin-url %q: want http(s)://host[:port]", g.AdminURL)
+		}
+		if g.Instance != "" || g.Selector != "" {
+			return errors.New("--admin-url reaches one admin API directly: it does not go with --instance or -l")
+		}
+	}
+	if _, err := g.requestTimeout(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (g *Globals) requestTimeout() (time.Duration, error) {
+	if g.ConfigFlags.Timeout == nil || *g.ConfigFlags.Timeout == "" {
+		return 0, nil
+	}
+	d, err := clientcmd.ParseTimeout(*g.ConfigFlags.Timeout)
+	if err != nil {
+		return 0, fmt.Errorf("--request-timeout %q: %w", *g.ConfigFlags.Timeout, err)
+	}
+	return d, nil
+}
+
+// kube is a connection to the cluster of the current kubeconfig context.
+type kube struct {
+	config    *rest.Config
+	clientset kubernetes.Interface
+	namespace string
+}
+
+func (g *Globals) kube() (*kube, error) {
+	cfg, err := g.ConfigFlags.ToRESTConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	ns, _, err := g.ConfigFlags.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: namespace: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return &kube{config: cfg, clientset: cs, namespace: ns}, nil
+}
+
+// findInstance finds the instance the global flags select.
+func (g *Globals) findInstance(ctx context.Context, k *kube) (*target.Instance, error) {
+	return target.Find(ctx, k.clientset, target.Selector{Namespace: k.namespace, Instance: g.Instance, LabelSelector: g.Selector})
+}
+
+// admin is an admin API client for the duration of one command.
+type admin struct {
+	*client.APIClient
+	// explain adds what the transport knows to an error of a call.
+	explain func(error) error
+	close   func()
+}
+
+func (a *admin) Close() { a.close() }
+
+// Explain passes Kratos's own errors through and adds to a transport failure what the
+// port-forward saw.
+func (a *admin) Explain(err error) error {
+	var ae *actions.APIError
+	if err == nil || errors.As(err, &ae) || errors.Is(err, actions.ErrNotFound) ||
+		errors.Is(err, actions.ErrAmbiguous) || errors.Is(err, actions.ErrConflict) || errors.Is(err, actions.ErrInvalid) {
+		return err
+	}
+	return a.explain(err)
+}
+
+// connectAdmin reaches the admin API of the selected instance: directly with --admin-url,
+// else through a port-forward to a Ready pod's admin port, open until Close.
+func (g *Globals) connectAdmin(ctx context.Context) (*admin, error) {
+	timeout, err := g.requestTimeout()
+	if err != nil {
+		return nil, usageError(err)
+	}
+	hc := &http.Client{Timeout: timeout}
+	if g.AdminURL != "" {
+		c, err := actions.NewClient(g.AdminURL, hc)
+		if err != nil {
+			return nil, usageError(err)
+		}
+		return &admin{APIClient: c, close: func() {}, explain: func(err error) error {
+			return fmt.Errorf("%w (admin API at %s)", err, g.AdminURL)
+		}}, nil
+	}
+	k, err := g.kube()
+	if err != nil {
+		return nil, err
+	}
+	in, err := g.findInstance(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	pod, err := in.ReadyPod()
+	if err != nil {
+		return nil, err
+	}
+	fw, err := target.PortForward(ctx, k.config, k.clientset, pod, config.AdminPort)
+	if err != nil {
+		return nil, err
+	}
+	c, err := actions.NewClient(fw.URL, hc)
+	if err != nil {
+		fw.Close()
+		return nil, err
+	}
+	return &admin{APIClient: c, close: fw.Close, explain: fw.Explain}, nil
+}

@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kratos-injector/kratos-injector/internal/actions"
+)
+
+// CreateAdminOptions are `identity create-admin`.
+type CreateAdminOptions struct {
+	g         *Globals
+	Username  string
+	Email     string
+	Name      string
+	Phone     string
+	Schema    string
+	ExpiresIn time.Duration
+	Password  passwordFlags
+	Output    outputFlags
+}
+
+func newCreateAdminCmd(g *Globals) *cobra.Command {
+	o := &CreateAdminOptions{g: g}
+	cmd := &cobra.Command{
+		Use:   "create-admin --username USER --email EMAIL [--name NAME] [--phone PHONE] [--password-stdin | --password-secret NAME[/KEY]]",
+		Short: "Create an administrator account (admin identity schema)",
+		Long: `Create an administrator account with the "admin" identity schema (traits username, email,
+name, phone_number). Without a password, the result is a recovery link and code with which the
+administrator sets one. The password is never a command-line argument: pipe it to
+--password-stdin or keep it in a Secret of the namespace.`,
+		Example: `  kubectl kratos identity create-admin --username ada --email ada@example.com
+  printf %s "$PW" | kubectl kratos identity create-admin --username ada --email ada@example.com --password-stdin
+  kubectl kratos identity create-admin --username ada --email ada@example.com --password-secret ada-password`,
+		Args: noArgs,
+		RunE: runE(o),
+	}
+	cmd.Flags().StringVar(&o.Username, "username", "", "login username (required)")
+	cmd.Flags().StringVar(&o.Email, "email", "", "email address, also a login identifier (required)")
+	cmd.Flags().StringVar(&o.Name, "name", "", "full name")
+	cmd.Flags().StringVar(&o.Phone, "phone", "", "phone number")
+	cmd.Flags().StringVar(&o.Schema, "schema", actions.AdminSchemaID, "identity schema of the account")
+	cmd.Flags().DurationVar(&o.ExpiresIn, "expires-in", time.Hour, "lifetime of the recovery code issued when no password is given")
+	o.Password.add(cmd)
+	o.Output.add(cmd, false)
+	return cmd
+}
+
+func (o *CreateAdminOptions) Complete(*cobra.Command, []string) error { return nil }
+
+func (o *CreateAdminOptions) Validate() error {
+	if err := o.g.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case o.Username == "":
+		return errors.New("--username is required")
+	case o.Email == "":
+		return errors.New("--email is required")
+	case o.Schema == "":
+		return errors.New("--schema must not be empty")
+	}
+	if a, err := mail.ParseAddress(o.Email); err != nil || a.Address != o.Email {
+		return fmt.Errorf("--email %q is not an email address", o.Email)
+	}
+	if err := validateExpiresIn(o.ExpiresIn); err != nil {
+		return err
+	}
+	if err := o.Password.Validate(); err != nil {
+		return err
+	}
+	return o.Output.Validate()
+}
+
+func validateExpiresIn(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("--expires-in %s: must be positive", d)
+	}
+	if d%time.Second != 0 {
+		return fmt.Errorf("--expires-in %s: whole seconds only", d)
+	}
+	return nil
+}
+
+func (o *CreateAdminOptions) Run(ctx context.Context) error {
+	pw, err := o.Password.read(ctx, o.g)
+	if err != nil {
+		return err
+	}
+	a, err := o.g.connectAdmin(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	res, err := actions.CreateAdmin(ctx, a.APIClient, actions.AdminAccount{
+		Username: o.Username, Email: o.Email, Name: o.Name, Phone: o.Phone, Password: pw,
+		SchemaID: o.Schema, RecoveryExpiresIn: o.ExpiresIn.String(),
+	})
+	if res != nil && res.Identity != nil {
+		if perr := o.print(res); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	return a.Explain(err)
+}
+
+func (o *CreateAdminOptions) print(res *actions.CreateAdminResult) error {
+	if o.Output.structured() {
+		return o.Output.printStructured(o.g.Streams.Out, res)
+	}
+	w := o.g.Streams.Out
+	fmt.Fprintf(w, "%s created (admin account %s <%s>)\n", identityName(res.Identity.Id), o.Username, o.Email)
+	printRecovery(w, res.Recovery)
+	return nil
+}
+
+// printRecovery shows a recovery link and code, as the charm's actions return them.
+func printRecovery(w io.Writer, r *actions.Recovery) {
+	if r == nil {
+		return
+	}
+	fmt.Fprintf(w, "recovery link: %s\n", r.RecoveryLink)
+	fmt.Fprintf(w, "recovery code: %s\n", r.RecoveryCode)
+	if r.ExpiresAt != nil {
+		fmt.Fprintf(w, "expires at:    %s\n", r.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+}

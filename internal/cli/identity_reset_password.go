@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kratos-injector/kratos-injector/internal/actions"
+)
+
+// ResetPasswordOptions are `identity reset-password`.
+type ResetPasswordOptions struct {
+	g         *Globals
+	Ref       refFlags
+	ExpiresIn time.Duration
+	Password  passwordFlags
+	Output    outputFlags
+}
+
+func newResetPasswordCmd(g *Globals) *cobra.Command {
+	o := &ResetPasswordOptions{g: g}
+	cmd := &cobra.Command{
+		Use:   "reset-password (ID | --email EMAIL) [--password-stdin | --password-secret NAME[/KEY]]",
+		Short: "Set an identity's password, or issue a recovery link and code",
+		Long: `With a password (from stdin or a Secret, never the command line), set it as the identity's
+password. Without one, issue a recovery link and code with which the identity's owner chooses
+a new password.`,
+		Example: `  kubectl kratos identity reset-password --email ada@example.com
+  kubectl kratos identity reset-password 9f425a8d-7f3f-4b5c-9b1e-2f6c3c0e6a51 --password-secret ada-password/new`,
+		Args: identityArg,
+		RunE: runE(o),
+	}
+	o.Ref.add(cmd)
+	cmd.Flags().DurationVar(&o.ExpiresIn, "expires-in", time.Hour, "lifetime of the recovery code issued when no password is given")
+	o.Password.add(cmd)
+	o.Output.add(cmd, false)
+	return cmd
+}
+
+func (o *ResetPasswordOptions) Complete(_ *cobra.Command, args []string) error {
+	o.Ref.complete(args)
+	return nil
+}
+
+func (o *ResetPasswordOptions) Validate() error {
+	if err := o.g.Validate(); err != nil {
+		return err
+	}
+	if err := o.Ref.Validate(); err != nil {
+		return err
+	}
+	if err := validateExpiresIn(o.ExpiresIn); err != nil {
+		return err
+	}
+	if err := o.Password.Validate(); err != nil {
+		return err
+	}
+	return o.Output.Validate()
+}
+
+func (o *ResetPasswordOptions) Run(ctx context.Context) error {
+	pw, err := o.Password.read(ctx, o.g)
+	if err != nil {
+		return err
+	}
+	a, err := o.g.connectAdmin(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	res, err := actions.ResetPassword(ctx, a.APIClient, actions.PasswordReset{
+		Ref: o.Ref.ref(), Password: pw, RecoveryExpiresIn: o.ExpiresIn.String(),
+	})
+	if err != nil {
+		return a.Explain(err)
+	}
+	if o.Output.structured() {
+		return o.Output.printStructured(o.g.Streams.Out, res)
+	}
+	w := o.g.Streams.Out
+	if res.PasswordSet {
+		fmt.Fprintf(w, "password of %s set\n", identityName(res.IdentityID))
+		return nil
+	}
+	fmt.Fprintf(w, "recovery issued for %s: open the link and enter the code to choose a new password\n", identityName(res.IdentityID))
+	printRecovery(w, res.Recovery)
+	return nil
+}

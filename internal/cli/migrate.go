@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kratos-injector/kratos-injector/internal/actions"
+	"github.com/kratos-injector/kratos-injector/internal/config"
+	"github.com/kratos-injector/kratos-injector/internal/target"
+)
+
+// MigrateOptions are `migrate`.
+type MigrateOptions struct {
+	g       *Globals
+	Timeout time.Duration
+}
+
+func newMigrateCmd(g *Globals) *cobra.Command {
+	o := &MigrateOptions{g: g}
+	cmd := &cobra.Command{
+		Use:   "migrate [--timeout DURATION]",
+		Short: "Migrate the instance's database (kratos migrate sql) from inside its Kratos container",
+		Long: `Run "kratos migrate sql -e --yes -c <rendered config>" in the kratos container of a running pod
+of the instance, streaming its output. Kratos v1.3 does not listen until its database is
+migrated, so the pod may be running but not Ready: that is the pod this command is for (with
+the migrate=manual annotation, the default with Postgres). Applying it again is harmless.`,
+		Args: noArgs,
+		RunE: runE(o),
+	}
+	cmd.Flags().DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up waiting for the migration after this long")
+	return cmd
+}
+
+func (o *MigrateOptions) Complete(*cobra.Command, []string) error { return nil }
+
+func (o *MigrateOptions) Validate() error {
+	if err := o.g.Validate(); err != nil {
+		return err
+	}
+	if o.g.AdminURL != "" {
+		return errors.New("--admin-url does not apply to migrate: migrations run inside the pod, through the API server")
+	}
+	if o.Timeout <= 0 {
+		return fmt.Errorf("--timeout %s: must be positive", o.Timeout)
+	}
+	return nil
+}
+
+func (o *MigrateOptions) Run(ctx context.Context) error {
+	k, err := o.g.kube()
+	if err != nil {
+		return err
+	}
+	in, err := o.g.findInstance(ctx, k)
+	if err != nil {
+		return err
+	}
+	pod, err := in.KratosRunningPod()
+	if err != nil {
+		return err
+	}
+	cmd := actions.MigrateCommand(kratosConfigPath(pod))
+	fmt.Fprintf(o.g.Streams.ErrOut, "Migrating the database of instance %s in pod %s: %s\n", in.Name, pod.Name, strings.Join(cmd, " "))
+
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	start := time.Now()
+	err = target.Exec(ctx, k.config, k.clientset, pod, target.KratosContainer, cmd, o.g.Streams.Out, o.g.Streams.ErrOut)
+	var ee *target.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return fmt.Errorf("migration failed in pod %s: kratos migrate exited with status %d (its output is above)", pod.Name, ee.Code)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("migration did not finish within %s in pod %s: retry with a longer --timeout (applied migrations are skipped)", o.Timeout, pod.Name)
+	case err != nil:
+		return fmt.Errorf("migration in pod %s: %w", pod.Name, err)
+	}
+	fmt.Fprintf(o.g.Streams.ErrOut, "Database of instance %s migrated in %s.\n", in.Name, time.Since(start).Round(10*time.Millisecond))
+	return nil
+}
+
+// kratosConfigPath is the config file the pod's Kratos runs with (its -c/--config argument),
+// the rendered config's default path otherwise.
+func kratosConfigPath(pod *corev1.Pod) string {
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range list {
+			if c.Name != target.KratosContainer {
+				continue
+			}
+			argv := append(append([]string{}, c.Command...), c.Args...)
+			for i, a := range argv {
+				switch {
+				case (a == "-c" || a == "--config") && i+1 < len(argv):
+					return argv[i+1]
+				case strings.HasPrefix(a, "--config="):
+					return strings.TrimPrefix(a, "--config=")
+				case strings.HasPrefix(a, "-c="):
+					return strings.TrimPrefix(a, "-c=")
+				}
+			}
+		}
+	}
+	return path.Join(config.DefaultConfigDir, config.ConfigFile)
+}
