@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/manager/signals"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kratos-injector/kratos-injector/internal/inject"
+	"github.com/kratos-injector/kratos-injector/internal/version"
+)
+
+// MutatePath is where the MutatingWebhookConfiguration sends pods.
+const MutatePath = "/mutate"
+
+const (
+	tlsModeFiles      = "files"
+	tlsModeSelfSigned = "self-signed"
+)
+
+type serveOptions struct {
+	bindAddress   string
+	port          int
+	certDir       string
+	metricsAddr   string
+	probeAddr     string
+	kratosImage   string
+	injectorImage string
+	tlsMode       string
+	shutdownDelay time.Duration
+	zap           zap.Options
+}
+
+// newServeCmd is `webhook serve`: the admission server. It needs no kubeconfig: the handler
+// makes no API call, so no manager (which wants a rest.Config) is built; the webhook, metrics
+// and health servers run side by side under one signal context.
+func newServeCmd() *cobra.Command {
+	o := &serveOptions{
+		port:          webhook.DefaultPort,
+		certDir:       filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
+		metricsAddr:   ":8080",
+		probeAddr:     ":8081",
+		kratosImage:   inject.DefaultKratosImage,
+		injectorImage: inject.DefaultInjectorImage,
+		tlsMode:       tlsModeFiles,
+		shutdownDelay: 5 * time.Second,
+	}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the mutating admission webhook server",
+		Long: `Serve the admission webhook at ` + MutatePath + ` over TLS (the certificate in --cert-dir is
+reloaded when it changes), Prometheus metrics on --metrics-bind-address and /healthz, /readyz on
+--health-probe-bind-address. On SIGTERM it turns unready, keeps serving for --shutdown-delay so
+the API server stops sending requests, then drains and exits.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			logf.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
+			return o.run(signals.SetupSignalHandler())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.bindAddress, "bind-address", o.bindAddress, "IP address the webhook server listens on (empty: all interfaces)")
+	fs.StringVar(&o.bindAddress, "host", o.bindAddress, "alias of --bind-address (controller-runtime's webhook.Options.Host)")
+	_ = fs.MarkHidden("host")
+	fs.IntVar(&o.port, "port", o.port, "port of the webhook server")
+	fs.StringVar(&o.certDir, "cert-dir", o.certDir, "directory holding the serving certificate tls.crt and key tls.key (watched for rotation)")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", o.metricsAddr, `address of the Prometheus metrics endpoint /metrics ("0" disables it)`)
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", o.probeAddr, `address of /healthz and /readyz ("0" disables them)`)
+	fs.StringVar(&o.kratosImage, "kratos-image", o.kratosImage, "Kratos image injected when a pod has no "+inject.AnnotationImage+" annotation")
+	fs.StringVar(&o.injectorImage, "injector-image", o.injectorImage, "image of the injected kratos-config init container (this binary's image)")
+	fs.StringVar(&o.tlsMode, "tls-mode", o.tlsMode, "where the serving certificate comes from: files (--cert-dir, e.g. from cert-manager) or self-signed (not available yet)")
+	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", o.shutdownDelay, "how long to keep serving, unready, after SIGTERM before draining")
+	gofs := flag.NewFlagSet("zap", flag.ContinueOnError)
+	o.zap.BindFlags(gofs)
+	fs.AddGoFlagSet(gofs)
+	return cmd
+}
+
+func (o *serveOptions) validate() error {
+	switch o.tlsMode {
+	case tlsModeFiles:
+	case tlsModeSelfSigned:
+		return errors.New("--tls-mode self-signed is not available yet: use --tls-mode files with a certificate in --cert-dir (cert-manager)")
+	default:
+		return fmt.Errorf("--tls-mode %q: want files or self-signed", o.tlsMode)
+	}
+	if o.port <= 0 || o.port > 65535 {
+		return fmt.Errorf("--port %d: want 1-65535", o.port)
+	}
+	if err := inject.ValidImage(o.kratosImage); err != nil {
+		return fmt.Errorf("--kratos-image: %w", err)
+	}
+	if err := inject.ValidImage(o.injectorImage); err != nil {
+		return fmt.Errorf("--injector-image: %w", err)
+	}
+	return nil
+}
+
+// run serves until ctx ends (the first SIGTERM or SIGINT; a second one exits at once) or a
+// server fails.
+func (o *serveOptions) run(ctx context.Context) error {
+	log := logf.Log.WithName("serve")
+	log.Info("starting", "version", version.Version, "kratosImage", o.kratosImage, "injectorImage", o.injectorImage,
+		"bindAddress", o.bindAddress, "port", o.port, "certDir", o.certDir, "tlsMode", o.tlsMode)
+
+	hookServer := webhook.NewServer(webhook.Options{
+		Host: o.bindAddress, Port: o.port,
+		CertDir: o.certDir, CertName: "tls.crt", KeyName: "tls.key",
+	})
+	hookServer.Register(MutatePath, &admission.Webhook{Handler: inject.NewHandler(inject.Options{
+		InjectorImage: o.injectorImage,
+		KratosImage:   o.kratosImage,
+		Version:       version.Version,
+	})})
+
+	// Servers stop on serveCtx, which ends shutdownDelay after ctx: meanwhile /readyz fails, the
+	// endpoint leaves the Service, and requests already routed here are still answered (with
+	// failurePolicy Fail a refused connection would deny a pod).
+	serveCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var shuttingDown atomic.Bool
+	go func() {
+		select {
+		case <-ctx.Done():
+			shuttingDown.Store(true)
+			log.Info("signal received: unready now, draining after the shutdown delay", "delay", o.shutdownDelay.String())
+			select {
+			case <-time.After(o.shutdownDelay):
+			case <-serveCtx.Done(): // a server failed meanwhile
+			}
+			stop()
+		case <-serveCtx.Done():
+		}
+	}()
+
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	start := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(serveCtx); err != nil {
+				log.Error(err, "server failed, stopping", "server", name)
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s: %w", name, err)
+				}
+				mu.Unlock()
+				stop()
+			}
+		}()
+	}
+
+	start("webhook server", hookServer.Start)
+	if o.metricsAddr != "0" {
+		metricsServer, err := metricsserver.NewServer(metricsserver.Options{BindAddress: o.metricsAddr}, nil, nil)
+		if err != nil {
+			return fmt.Errorf("metrics server: %w", err)
+		}
+		start("metrics server", metricsServer.Start)
+	}
+	if o.probeAddr != "0" {
+		ready := map[string]healthz.Checker{
+			"webhook": hookServer.StartedChecker(),
+			"shutdown": func(*http.Request) error {
+				if shuttingDown.Load() {
+					return errors.New("shutting down")
+				}
+				return nil
+			},
+		}
+		start("health probe server", func(ctx context.Context) error { return serveProbes(ctx, log, o.probeAddr, ready) })
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// serveProbes serves /healthz (the process answers) and /readyz (the webhook accepts TLS
+// connections and no shutdown is under way), as controller-runtime's manager would.
+func serveProbes(ctx context.Context, log logr.Logger, addr string, ready map[string]healthz.Checker) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	live := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}
+	readyz := &healthz.Handler{Checks: ready}
+	mux := http.NewServeMux()
+	mux.Handle("/healthz", http.StripPrefix("/healthz", live))
+	mux.Handle("/healthz/", http.StripPrefix("/healthz", live))
+	mux.Handle("/readyz", http.StripPrefix("/readyz", readyz))
+	mux.Handle("/readyz/", http.StripPrefix("/readyz", readyz))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutCtx)
+	}()
+	log.Info("serving health probes", "address", ln.Addr().String())
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+package inject
+
+import (
+	"path"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/kratos-injector/kratos-injector/internal/config"
+)
+
+// Names of the injected containers and ports.
+const (
+	ContainerConfig  = "kratos-config"
+	ContainerMigrate = "kratos-migrate"
+	ContainerKratos  = "kratos"
+
+	PortNamePublic = "kratos-public"
+	PortNameAdmin  = "kratos-admin"
+
+	// RunAsUser is the uid of every injected container. It is set explicitly because the
+	// official Kratos image's USER is a name (ory), which the kubelet cannot check against
+	// runAsNonRoot; and all injected containers share it, so the files the render container
+	// writes (mode 0600 is fine) are readable by Kratos without touching the pod's fsGroup.
+	// 65532 is distroless's "nonroot", the injector image's own user.
+	RunAsUser int64 = 65532
+)
+
+// RenderCommand is the kratos-config init container's command: the injector image must have
+// the webhook binary on its PATH.
+var RenderCommand = []string{"webhook", "render"}
+
+// ConfigPath is where Kratos reads the rendered config.
+var ConfigPath = path.Join(config.DefaultConfigDir, config.ConfigFile)
+
+// Resources of the render init container: it reads a few files and writes one.
+var (
+	renderCPURequest    = resource.MustParse("10m")
+	renderMemoryRequest = resource.MustParse("32Mi")
+	renderMemoryLimit   = resource.MustParse("128Mi")
+)
+
+func securityContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		RunAsNonRoot:             ptr.To(true),
+		RunAsUser:                ptr.To(RunAsUser),
+		RunAsGroup:               ptr.To(RunAsUser),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		AllowPrivilegeEscalation: ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// renderContainer is kratos-config: `webhook render` with everything it needs in its own
+// command, args and mounts, so running it by hand with those mounts reproduces the config.
+func renderContainer(injectorImage, specJSON string, inputMounts []corev1.VolumeMount) corev1.Container {
+	mounts := make([]corev1.VolumeMount, 0, 2+len(inputMounts))
+	mounts = append(mounts,
+		corev1.VolumeMount{Name: VolumeConfig, MountPath: config.DefaultConfigDir},
+		corev1.VolumeMount{Name: VolumeTmp, MountPath: tmpDir},
+	)
+	mounts = append(mounts, inputMounts...)
+	return corev1.Container{
+		Name:    ContainerConfig,
+		Image:   injectorImage,
+		Command: slices.Clone(RenderCommand),
+		Args: []string{
+			"--spec=" + specJSON,
+			"--inputs=" + config.DefaultInputDir,
+			"--out=" + config.DefaultConfigDir,
+			"--data-dir=" + config.DefaultDataDir,
+		},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: renderCPURequest.DeepCopy(), corev1.ResourceMemory: renderMemoryRequest.DeepCopy()},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: renderMemoryLimit.DeepCopy()},
+		},
+		VolumeMounts: mounts,
+		// A missing Secret key then shows in the pod's status, not only in its logs.
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		SecurityContext:          securityContext(),
+	}
+}
+
+// kratosMounts are the mounts of both Kratos containers: the rendered config read-only, /tmp
+// (the root filesystem is read-only) and, for SQLite, the database directory.
+func kratosMounts(s *config.Spec) []corev1.VolumeMount {
+	m := []corev1.VolumeMount{
+		{Name: VolumeConfig, MountPath: config.DefaultConfigDir, ReadOnly: true},
+		{Name: VolumeTmp, MountPath: tmpDir},
+	}
+	if s.Database == config.DatabaseSQLite {
+		m = append(m, corev1.VolumeMount{Name: VolumeData, MountPath: config.DefaultDataDir})
+	}
+	return m
+}
+
+func kratosResources(s *config.Spec) corev1.ResourceRequirements {
+	cpu, memReq, memLim := s.CPU, s.Memory, s.Memory
+	if cpu == "" {
+		cpu = DefaultCPURequest
+	}
+	if memReq == "" {
+		memReq, memLim = DefaultMemoryRequest, DefaultMemoryLimit
+	}
+	// ParseAnnotations validated the quantities; defaults are constants.
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(memReq)},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(memLim)},
+	}
+}
+
+// sqaOptOut keeps Kratos from sending telemetry (the flag covers serve, the env var migrate).
+func sqaOptOut() []corev1.EnvVar { return []corev1.EnvVar{{Name: "SQA_OPT_OUT", Value: "true"}} }
+
+func migrateContainer(s *config.Spec) corev1.Container {
+	return corev1.Container{
+		Name:                     ContainerMigrate,
+		Image:                    s.Image,
+		Command:                  []string{"kratos"},
+		Args:                     []string{"migrate", "sql", "-e", "--yes", "-c", ConfigPath},
+		Env:                      sqaOptOut(),
+		Resources:                kratosResources(s),
+		VolumeMounts:             kratosMounts(s),
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		SecurityContext:          securityContext(),
+	}
+}
+
+func httpGet(p string) corev1.ProbeHandler {
+	// The public port: on the admin port Kratos answers /health/ready with a redirect.
+	return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: p, Port: intstr.FromInt32(config.PublicPort)}}
+}
+
+// kratosContainer is the Kratos server. Kratos v1.3 has no `serve all`: `serve` runs public and
+// admin APIs together.
+func kratosContainer(s *config.Spec) corev1.Container {
+	args := []string{"serve", "-c", ConfigPath, "--sqa-opt-out"}
+	if s.Courier == config.CourierWatch {
+		args = append(args, "--watch-courier")
+	}
+	// Startup gates the app (a native sidecar must be started before the app's containers run).
+	// With manual migrations Kratos does not listen until an operator migrates, so the window is
+	// an hour instead of five minutes before the kubelet restarts it.
+	startup := &corev1.Probe{ProbeHandler: httpGet("/health/ready"), PeriodSeconds: 1, TimeoutSeconds: 1, FailureThreshold: 300}
+	if s.Migrate == config.MigrateManual {
+		startup.PeriodSeconds, startup.FailureThreshold = 2, 1800
+	}
+	c := corev1.Container{
+		Name:    ContainerKratos,
+		Image:   s.Image,
+		Command: []string{"kratos"},
+		Args:    args,
+		Ports: []corev1.ContainerPort{
+			{Name: PortNamePublic, ContainerPort: config.PublicPort, Protocol: corev1.ProtocolTCP},
+			// Declared even when Kratos binds it to 127.0.0.1: port-forward and readers of the
+			// pod spec find it by name.
+			{Name: PortNameAdmin, ContainerPort: config.AdminPort, Protocol: corev1.ProtocolTCP},
+		},
+		Env:            sqaOptOut(),
+		Resources:      kratosResources(s),
+		VolumeMounts:   kratosMounts(s),
+		StartupProbe:   startup,
+		ReadinessProbe: &corev1.Probe{ProbeHandler: httpGet("/health/ready"), PeriodSeconds: 5, TimeoutSeconds: 2, FailureThreshold: 3},
+		LivenessProbe:  &corev1.Probe{ProbeHandler: httpGet("/health/alive"), PeriodSeconds: 10, TimeoutSeconds: 2, FailureThreshold: 3},
+		// Kratos logs its fatal config errors; they then show in the pod's status.
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		SecurityContext:          securityContext(),
+	}
+	if s.Sidecar == config.SidecarNative {
+		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+	}
+	return c
+}

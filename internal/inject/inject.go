@@ -1,0 +1,220 @@
+// Package inject is the injection core: pod annotations -> validated config.Spec, Spec + Pod ->
+// the pod with Kratos injected, and the admission handler around it. The webhook, the offline
+// `kubectl kratos inject -f` and the tests all go through Inject: one code path per decision.
+package inject
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kratos-injector/kratos-injector/internal/config"
+	"github.com/kratos-injector/kratos-injector/internal/version"
+)
+
+// DefaultContainerAnnotation is kubectl's default container for logs and exec.
+const DefaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
+
+// DefaultInjectorImage is the render init container's image when Options leave it empty.
+var DefaultInjectorImage = "ghcr.io/kratos-injector/kratos-injector:" + version.Version
+
+// Options are the injector-wide settings (the webhook's flags).
+type Options struct {
+	// InjectorImage runs the kratos-config init container (`webhook render`).
+	InjectorImage string
+	// KratosImage is the Kratos image when the pod has no image annotation.
+	KratosImage string
+	// Version is the injector version recorded in the status annotation.
+	Version string
+}
+
+func (o Options) withDefaults() Options {
+	if o.InjectorImage == "" {
+		o.InjectorImage = DefaultInjectorImage
+	}
+	if o.KratosImage == "" {
+		o.KratosImage = DefaultKratosImage
+	}
+	if o.Version == "" {
+		o.Version = version.Version
+	}
+	return o
+}
+
+// Injector injects pods with fixed Options; it is safe for concurrent use.
+type Injector struct {
+	opts Options
+}
+
+// NewInjector returns an Injector, filling the Options' empty fields with defaults.
+func NewInjector(opts Options) *Injector { return &Injector{opts: opts.withDefaults()} }
+
+// Inject returns a copy of pod with Kratos injected (DESIGN §5); pod itself is never modified.
+// namespace is the namespace the pod is created in (from the admission request: a controller's
+// pod may not carry it yet); nothing injected depends on it today, it is part of the signature
+// so the webhook, the plugin and the tests call the same function. A pod that already carries
+// AnnotationStatus is returned unchanged. Bad settings or clashes with the pod's own containers,
+// volumes or ports return an *InvalidError listing every problem; nothing is half-applied.
+func Inject(pod *corev1.Pod, namespace string, opts Options) (*corev1.Pod, error) {
+	return NewInjector(opts).Inject(pod, namespace)
+}
+
+// Inject is the package-level Inject with the Injector's Options.
+func (in *Injector) Inject(pod *corev1.Pod, namespace string) (*corev1.Pod, error) {
+	out, _, err := in.inject(pod, namespace)
+	return out, err
+}
+
+// SkipReason says why a pod reaching admission is left alone: "not-labelled" (no opt-in label
+// "true"), "already-injected" (it carries the status), or "" when it must be injected.
+func SkipReason(pod *corev1.Pod) string {
+	if pod.Labels[LabelInject] != "true" {
+		return ReasonNotLabelled
+	}
+	if _, ok := pod.Annotations[AnnotationStatus]; ok {
+		return ReasonAlreadyInjected
+	}
+	return ""
+}
+
+// inject is Inject, also returning the spec (nil when the pod was already injected).
+func (in *Injector) inject(pod *corev1.Pod, _ string) (*corev1.Pod, *config.Spec, error) {
+	if _, ok := pod.Annotations[AnnotationStatus]; ok {
+		return pod.DeepCopy(), nil, nil
+	}
+	var problems []Problem
+	spec, err := ParseAnnotations(pod.Annotations, in.opts.KratosImage)
+	if err != nil {
+		var inv *InvalidError
+		if !errors.As(err, &inv) {
+			return nil, nil, err
+		}
+		problems = append(problems, inv.Problems...)
+	}
+	instance, err := InstanceName(pod)
+	if err != nil {
+		problems = append(problems, Problem{LabelInstance, err.Error()})
+	}
+	problems = append(problems, conflicts(pod)...)
+	if len(problems) > 0 {
+		return nil, nil, &InvalidError{Problems: problems}
+	}
+
+	specJSON, err := spec.Marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	vols, inputMounts := volumes(spec)
+
+	out := pod.DeepCopy()
+	ps := &out.Spec
+
+	ours := make([]corev1.Container, 0, 3+len(ps.InitContainers))
+	ours = append(ours, renderContainer(in.opts.InjectorImage, specJSON, inputMounts))
+	if spec.Migrate == config.MigrateAuto {
+		ours = append(ours, migrateContainer(spec))
+	}
+	kratos := kratosContainer(spec)
+	if spec.Sidecar == config.SidecarNative {
+		// After render and migrate, before the app's init containers: those may already use Kratos.
+		ps.InitContainers = append(append(ours, kratos), ps.InitContainers...)
+	} else {
+		ps.InitContainers = append(ours, ps.InitContainers...)
+		if len(ps.Containers) > 0 && out.Annotations[DefaultContainerAnnotation] == "" {
+			// Kratos goes first so it starts first; kubectl logs/exec keep defaulting to the app.
+			setMap(&out.Annotations, DefaultContainerAnnotation, ps.Containers[0].Name)
+		}
+		ps.Containers = append([]corev1.Container{kratos}, ps.Containers...)
+	}
+	ps.Volumes = append(ps.Volumes, vols...)
+
+	setMap(&out.Annotations, AnnotationStatus, Status{Version: in.opts.Version, SpecHash: specHash(specJSON)}.String())
+	setMap(&out.Labels, LabelInstance, instance)
+	return out, spec, nil
+}
+
+func setMap(m *map[string]string, k, v string) {
+	if *m == nil {
+		*m = make(map[string]string, 1)
+	}
+	(*m)[k] = v
+}
+
+// conflicts reports what in the pod would clash with the injected parts. Our names are
+// reserved whatever the spec, so this needs no valid spec and joins the annotation problems
+// in a single denial.
+func conflicts(pod *corev1.Pod) []Problem {
+	var problems []Problem
+	ps := &pod.Spec
+	if len(ps.Containers) == 0 {
+		problems = append(problems, Problem{"spec.containers", "the pod has no containers"})
+	}
+	if ps.HostNetwork {
+		problems = append(problems, Problem{"spec.hostNetwork", "Kratos cannot be injected into a host-network pod: its ports, and its localhost-only admin API, would be the node's"})
+	}
+	check := func(field string, cs []corev1.Container) {
+		for i := range cs {
+			c := &cs[i]
+			switch c.Name {
+			case ContainerConfig, ContainerMigrate, ContainerKratos:
+				problems = append(problems, Problem{fmt.Sprintf("%s[%s]", field, c.Name), "container name is reserved for the injected Kratos: rename the container"})
+			}
+			for _, p := range c.Ports {
+				if p.ContainerPort == config.PublicPort || p.ContainerPort == config.AdminPort || p.Name == PortNamePublic || p.Name == PortNameAdmin {
+					problems = append(problems, Problem{fmt.Sprintf("%s[%s].ports", field, c.Name),
+						fmt.Sprintf("port %d (%s) clashes with Kratos's ports %d and %d (%s, %s)", p.ContainerPort, p.Name, config.PublicPort, config.AdminPort, PortNamePublic, PortNameAdmin)})
+				}
+			}
+		}
+	}
+	check("spec.initContainers", ps.InitContainers)
+	check("spec.containers", ps.Containers)
+	for _, v := range ps.Volumes {
+		if v.Name == VolumeConfig || v.Name == VolumeData || v.Name == VolumeTmp ||
+			strings.HasPrefix(v.Name, secretVolumePrefix) || strings.HasPrefix(v.Name, configMapVolumePrefix) {
+			problems = append(problems, Problem{fmt.Sprintf("spec.volumes[%s]", v.Name), "volume name is reserved for the injected Kratos (kratos-config, kratos-data, kratos-tmp, kratos-secret-*, kratos-cm-*): rename the volume"})
+		}
+	}
+	return problems
+}
+
+// Status is the content of AnnotationStatus.
+type Status struct {
+	Version  string
+	SpecHash string
+}
+
+// String is the annotation value: "injected; version=<v>; spec=<hash>". Plain text rather
+// than JSON so `kubectl get pod -o yaml` reads well; ParseStatus reads it back.
+func (s Status) String() string {
+	return "injected; version=" + s.Version + "; spec=" + s.SpecHash
+}
+
+// ParseStatus reads an AnnotationStatus value.
+func ParseStatus(v string) (Status, error) {
+	parts := strings.Split(v, ";")
+	if strings.TrimSpace(parts[0]) != "injected" {
+		return Status{}, fmt.Errorf("status %s: does not start with injected", quote(v))
+	}
+	var s Status
+	for _, p := range parts[1:] {
+		k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+		switch k {
+		case "version":
+			s.Version = val
+		case "spec":
+			s.SpecHash = val
+		}
+	}
+	return s, nil
+}
+
+// specHash identifies a spec: pods of one instance with different hashes run different configs.
+func specHash(specJSON string) string {
+	sum := sha256.Sum256([]byte(specJSON))
+	return hex.EncodeToString(sum[:8])
+}

@@ -1,0 +1,122 @@
+package inject
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Patch returns the JSON patch (RFC 6902) that turns in into out, where out is Inject's result
+// for in.
+//
+// It reads the difference off Inject's output (our containers prepended, our volumes appended,
+// our labels and annotations set), so the decisions stay in Inject; the handler's tests check
+// that the patch applied to the raw pod equals Inject's output. Two reasons not to diff two
+// serialized pods (admission.PatchResponseFromRaw) instead: the diff was 80% of the admission's
+// CPU time (137 µs against 30 µs here), and a field the API server sends but this build's
+// k8s.io/api does not know would be missing from the re-serialized pod, so the diff would
+// remove it. This patch only ever adds, and never touches the app's containers.
+func Patch(in, out *corev1.Pod) ([]byte, error) {
+	nInit := len(out.Spec.InitContainers) - len(in.Spec.InitContainers)
+	nMain := len(out.Spec.Containers) - len(in.Spec.Containers)
+	nVol := len(out.Spec.Volumes) - len(in.Spec.Volumes)
+	if nInit < 0 || nMain < 0 || nVol < 0 {
+		return nil, fmt.Errorf("patch: the injected pod has fewer containers or volumes than the original")
+	}
+	w := &patchWriter{}
+	w.buf.Grow(8192)
+	w.enc = json.NewEncoder(&w.buf)
+	w.buf.WriteByte('[')
+	w.prepend("/spec/initContainers", len(in.Spec.InitContainers), out.Spec.InitContainers[:nInit])
+	w.prepend("/spec/containers", len(in.Spec.Containers), out.Spec.Containers[:nMain])
+	if added := out.Spec.Volumes[len(in.Spec.Volumes):]; len(added) > 0 {
+		if len(in.Spec.Volumes) == 0 {
+			w.add("/spec/volumes", added)
+		} else {
+			for i := range added {
+				w.add("/spec/volumes/-", &added[i])
+			}
+		}
+	}
+	w.maps("/metadata/labels", in.Labels, out.Labels)
+	w.maps("/metadata/annotations", in.Annotations, out.Annotations)
+	w.buf.WriteByte(']')
+	if w.err != nil {
+		return nil, fmt.Errorf("patch: %w", w.err)
+	}
+	return w.buf.Bytes(), nil
+}
+
+// patchWriter writes "add" operations straight into one buffer: marshalling a slice of
+// jsonpatch.Operation would encode every value twice (its MarshalJSON, then a compaction).
+type patchWriter struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+	n   int
+	err error
+}
+
+// add writes {"op":"add","path":path,"value":value}; path holds only JSON-safe characters
+// (our constant keys, escaped by escapePointer, and indices).
+func (w *patchWriter) add(path string, value any) {
+	if w.n > 0 {
+		w.buf.WriteByte(',')
+	}
+	w.n++
+	w.buf.WriteString(`{"op":"add","path":"`)
+	w.buf.WriteString(path)
+	w.buf.WriteString(`","value":`)
+	if err := w.enc.Encode(value); err != nil && w.err == nil {
+		w.err = err
+	}
+	w.buf.WriteByte('}')
+}
+
+// prepend adds ours before the existing n elements of the array at path (JSON patch "add" at
+// an index inserts), or creates the array when there is none.
+func (w *patchWriter) prepend(path string, n int, ours []corev1.Container) {
+	if len(ours) == 0 {
+		return
+	}
+	if n == 0 {
+		w.add(path, ours)
+		return
+	}
+	for i := range ours {
+		w.add(path+"/"+strconv.Itoa(i), &ours[i])
+	}
+}
+
+// maps sets the keys of out that in lacks or holds with another value.
+func (w *patchWriter) maps(path string, in, out map[string]string) {
+	if len(in) == 0 {
+		// The API server sends no map (or null, or {}) for an empty one: add it whole.
+		if len(out) > 0 {
+			w.add(path, out)
+		}
+		return
+	}
+	for k, v := range out {
+		if old, ok := in[k]; !ok || old != v {
+			w.add(path+"/"+escapePointer(k), v)
+		}
+	}
+}
+
+// escapePointer escapes a JSON pointer token (RFC 6901) and keeps it JSON-safe. Label and
+// annotation keys are [-._a-zA-Z0-9/], so only '/' ever needs escaping; anything else is
+// quoted by the encoder to stay valid JSON whatever the key.
+func escapePointer(s string) string {
+	s = strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			b, _ := json.Marshal(s)
+			return string(b[1 : len(b)-1])
+		}
+	}
+	return s
+}
