@@ -138,6 +138,8 @@ func TestRenderErrors(t *testing.T) {
 		// SMTP (DESIGN §4.2).
 		{name: "smtp bad transport", break_: func(f *fixture) { f.secrets["smtp"]["transport_security"] = "ssl" }, bad: "ssl",
 			kind: "secret", obj: "smtp", key: "transport_security", want: []string{`"starttls"`}},
+		{name: "smtp credentials without TLS", break_: func(f *fixture) { f.secrets["smtp"]["transport_security"] = "none" }, bad: "PW-SENTINEL-smtp",
+			kind: "secret", obj: "smtp", key: "transport_security", want: []string{"unencrypted connection", `"starttls"`}},
 		{name: "smtp bad skip_ssl_verify", break_: func(f *fixture) { f.secrets["smtp"]["skip_ssl_verify"] = "maybe" }, bad: "maybe",
 			kind: "secret", obj: "smtp", key: "skip_ssl_verify", want: []string{"boolean"}},
 		{name: "smtp uri not smtp", break_: func(f *fixture) { f.secrets["smtp"]["uri"] = "http://u:SENTINEL@mail/" },

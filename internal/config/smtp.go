@@ -131,6 +131,12 @@ func smtpURI(s *source) (string, error) {
 		return "", s.fail("user", "missing while password is set; add the SMTP user name")
 	}
 
+	// Kratos's mailer (like Go's net/smtp) refuses to send credentials over a connection without
+	// TLS to anything but the loopback host: such a config would render, boot and never deliver.
+	if transport == transportNone && u.User != nil && !isLoopbackHost(host) {
+		return "", s.fail("transport_security", `"none" with a user: Kratos refuses to send SMTP credentials without TLS ("unencrypted connection"); use "starttls" or "tls", or remove user and password`)
+	}
+
 	q := url.Values{}
 	switch transport {
 	case transportNone:
@@ -153,4 +159,12 @@ func smtpURI(s *source) (string, error) {
 func isEmail(v string) bool {
 	a, err := mail.ParseAddress(v)
 	return err == nil && a.Address == v && a.Name == ""
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

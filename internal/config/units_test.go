@@ -35,8 +35,9 @@ func TestSMTPURIVariants(t *testing.T) {
 		{map[string]string{}, "smtp://" + creds + "mail.example.com:587/"}, // Kratos's default: STARTTLS
 		{map[string]string{"transport_security": "tls"}, "smtps://" + creds + "mail.example.com:465/"},
 		{map[string]string{"transport_security": "tls", "skip_ssl_verify": "True", "port": "2465"}, "smtps://" + creds + "mail.example.com:2465/?skip_ssl_verify=true"},
-		{map[string]string{"transport_security": "none", "port": "1025"}, "smtp://" + creds + "mail.example.com:1025/?disable_starttls=true"},
-		{map[string]string{"transport_security": "none", "skip_ssl_verify": "true"}, "smtp://" + creds + "mail.example.com:25/?disable_starttls=true"},
+		// Credentials without TLS only to the loopback host (Kratos refuses them elsewhere).
+		{map[string]string{"transport_security": "none", "port": "1025", "host": "127.0.0.1"}, "smtp://" + creds + "127.0.0.1:1025/?disable_starttls=true"},
+		{map[string]string{"transport_security": "none", "skip_ssl_verify": "true", "host": "localhost"}, "smtp://" + creds + "localhost:25/?disable_starttls=true"},
 		{map[string]string{"transport_security": "tls", "skip_ssl_verify": "false"}, "smtps://" + creds + "mail.example.com:465/"},
 	} {
 		keys := map[string]string{}

@@ -51,9 +51,17 @@ func (b *Bed) SetupNetwork() (*Network, error) {
 		}
 		time.Sleep(time.Second)
 	}
-	b.Defer(func() { _ = syscall.Flock(int(lf.Fd()), syscall.LOCK_UN); lf.Close() })
-
-	cleanupNetwork() // stale state of a bed that was killed
+	b.Defer(func() {
+		_ = os.Remove(stateFile)
+		_ = syscall.Flock(int(lf.Fd()), syscall.LOCK_UN)
+		lf.Close()
+	})
+	recoverStale() // a bed that was killed before its cleanups ran
+	cleanupNetwork()
+	b.mu.Lock()
+	b.ownsLock = true
+	b.mu.Unlock()
+	b.recordState()
 	if err := run("ip", "link", "add", BridgeName, "type", "bridge"); err != nil {
 		return nil, err
 	}

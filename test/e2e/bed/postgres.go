@@ -108,6 +108,7 @@ func (b *Bed) StartPostgres(opts PostgresOptions) (*Postgres, error) {
 		return nil, err
 	}
 	pg.Proc = p
+	p.StopSignal(syscall.SIGINT) // fast shutdown: SIGTERM would wait for pods' connections
 	if err := p.WaitReady(60*time.Second, func(ctx context.Context) error {
 		_, err := pg.SQL(ctx, "postgres", "select 1")
 		return err

@@ -26,6 +26,7 @@ type Bed struct {
 	mu       sync.Mutex
 	cleanups []func()
 	procs    []*Proc
+	ownsLock bool
 }
 
 // New creates a bed rooted at a fresh directory under base (os.TempDir() when empty).
@@ -79,6 +80,7 @@ type Proc struct {
 	LogPath string
 	done    chan struct{}
 	err     error
+	stopSig syscall.Signal
 }
 
 // Start runs a component with its output in <dir>/logs/<name>.log. It is stopped (SIGTERM, then
@@ -98,7 +100,9 @@ func (b *Bed) startWith(cred *syscall.Credential, name string, env []string, bin
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+	// Pdeathsig: if the test binary dies (a -timeout panic, a kill), its components die with it
+	// instead of holding the bed's ports and bridge address for the next run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -112,6 +116,7 @@ func (b *Bed) startWith(cred *syscall.Credential, name string, env []string, bin
 	b.mu.Lock()
 	b.procs = append(b.procs, p)
 	b.mu.Unlock()
+	b.recordState()
 	b.Defer(func() { p.Stop() })
 	return p, nil
 }
@@ -126,12 +131,19 @@ func (p *Proc) Exited() bool {
 	}
 }
 
+// StopSignal overrides SIGTERM for components whose SIGTERM waits on clients (Postgres).
+func (p *Proc) StopSignal(sig syscall.Signal) { p.stopSig = sig }
+
 // Stop ends the process (only this PID) and waits for it.
 func (p *Proc) Stop() {
 	if p.Exited() {
 		return
 	}
-	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	sig := syscall.SIGTERM
+	if p.stopSig != 0 {
+		sig = p.stopSig
+	}
+	_ = p.Cmd.Process.Signal(sig)
 	select {
 	case <-p.done:
 	case <-time.After(10 * time.Second):
