@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
+	"net"
+	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -23,29 +23,64 @@ import (
 	"github.com/kratos-injector/kratos-injector/internal/actions/kratostest"
 	"github.com/kratos-injector/kratos-injector/internal/cli"
 	"github.com/kratos-injector/kratos-injector/internal/target"
-	"github.com/kratos-injector/kratos-injector/internal/target/apitest"
+	"github.com/kratos-injector/kratos-injector/internal/target/clustertest"
 )
 
 // The plugin runs in-process against a real Kratos v1.3.1, reached either directly
-// (--admin-url) or through apitest's fake API server, whose SPDY port-forward leads to that
-// Kratos's admin port as the kubelet would lead to the pod's.
+// (--admin-url) or through a real kube-apiserver: its pods/portforward (WebSocket) reaches kwok,
+// whose PortForward objects lead an injected pod's admin port to that Kratos's admin port, as
+// the kubelet leads it to the pod's. `migrate` execs through the API server into kwok, whose
+// Exec objects run the real `kratos migrate sql` as a local process. RBAC is the API server's:
+// the bed's users alice and bob get exactly the Roles a test grants them.
 
 var (
+	cluster    *clustertest.Cluster
 	kratosOnce sync.Once
 	kratosSrv  *kratostest.Server
 	kratosErr  error
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	// kwok looks an exec'd command up on its own PATH: put the real kratos binary there.
+	bin, err := kratostest.Binary()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	pathDir, err := os.MkdirTemp("", "kubectl-kratos-test-path-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := os.Symlink(bin, filepath.Join(pathDir, "kratos")); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	kratosPath = pathDir
+	clustertest.Main(&cleanup{m: m, dir: pathDir}, clustertest.Options{PrependPath: []string{pathDir}}, &cluster)
+}
+
+// cleanup stops the Kratos and removes the PATH directory after the tests, before the cluster
+// goes.
+type cleanup struct {
+	m   *testing.M
+	dir string
+}
+
+func (c *cleanup) Run() int {
+	code := c.m.Run()
 	if kratosSrv != nil {
 		if code != 0 {
 			fmt.Fprintf(os.Stderr, "--- end of kratos log ---\n%s\n", kratosSrv.LogTail(30))
 		}
 		kratosSrv.Stop()
 	}
-	os.Exit(code)
+	os.RemoveAll(c.dir)
+	return code
 }
+
+// kratosPath is the directory on kwok's PATH that holds the kratos binary.
+var kratosPath string
 
 func kratos(t testing.TB) *kratostest.Server {
 	t.Helper()
@@ -56,38 +91,41 @@ func kratos(t testing.TB) *kratostest.Server {
 	return kratosSrv
 }
 
-const ns = "shop"
-
-// cluster is a fake API server with one injected, Ready pod whose admin port is the real Kratos.
-func cluster(t *testing.T) (*apitest.Server, string) {
+// instance creates a namespace with one injected, Ready pod (web-7d9f of instance web) on the
+// kwok node, whose admin port leads to the real Kratos; it returns the namespace and the pod.
+func instance(t *testing.T) (string, *corev1.Pod) {
 	t.Helper()
 	srv := kratos(t)
-	api := apitest.New(t)
-	api.AddPod(injectedPod("web-7d9f", "web", true))
-	api.Forward(4434, strings.TrimPrefix(srv.AdminURL, "http://"))
-	return api, api.Kubeconfig(t, ns)
+	ns := cluster.Namespace(t, "shop")
+	pod := cluster.RunPod(t, clustertest.Pod(ns, "web-7d9f", "web"))
+	cluster.Forward(t, pod, 4434, strings.TrimPrefix(srv.AdminURL, "http://"))
+	waitForward(t, pod, "/admin/health/alive")
+	return ns, pod
 }
 
-func injectedPod(name, instance string, ready bool) corev1.Pod {
-	always := corev1.ContainerRestartPolicyAlways
-	cond := corev1.ConditionTrue
-	if !ready {
-		cond = corev1.ConditionFalse
-	}
-	return corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{target.InstanceLabel: instance}},
-		Spec: corev1.PodSpec{InitContainers: []corev1.Container{
-			{Name: target.ConfigContainer},
-			{Name: target.KratosContainer, RestartPolicy: &always, Command: []string{"kratos"}, Args: []string{"serve", "-c", "/etc/kratos/kratos.yaml"}},
-		}},
-		Status: corev1.PodStatus{
-			Phase:      corev1.PodRunning,
-			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: cond}},
-			InitContainerStatuses: []corev1.ContainerStatus{
-				{Name: target.ConfigContainer, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{}}},
-				{Name: target.KratosContainer, Ready: ready, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
-			},
-		},
+// waitForward waits until kwok serves the pod's PortForward: right after it is applied, kwok may
+// not have loaded it yet.
+func waitForward(t *testing.T, pod *corev1.Pod, path string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		f, err := target.PortForward(clustertest.Context(t), cluster.Config("admin"), cluster.Client, pod, 4434)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(f.URL + path)
+		if err == nil {
+			resp.Body.Close()
+		}
+		err = f.Explain(err)
+		f.Close()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("port-forward to %s/%s: %v", pod.Namespace, pod.Name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
@@ -125,11 +163,23 @@ func mail(prefix string) string {
 
 const password = "Correct-Horse-Battery-9"
 
-// TestIdentityLifecycleThroughPortForward drives every identity command through the fake API
-// server's port-forward to the real Kratos.
+// operator grants user what an operator of the plugin needs in ns for the identity commands:
+// list pods and open port-forwards — nothing else. A WebSocket port-forward is a GET that the
+// API server authorizes as "get" and "create" on pods/portforward; with "create" only, the
+// WebSocket attempt is refused and the plugin falls back to SPDY (a POST).
+func operator(t *testing.T, ns, user string) {
+	cluster.Grant(t, ns, "kratos-operator", user,
+		clustertest.Rule([]string{"pods"}, "list"),
+		clustertest.Rule([]string{"pods/portforward"}, "create", "get"))
+}
+
+// TestIdentityLifecycleThroughPortForward drives every identity command through the API
+// server's port-forward to the real Kratos, as bob, who may only list pods and create
+// port-forwards there.
 func TestIdentityLifecycleThroughPortForward(t *testing.T) {
-	api, kc := cluster(t)
-	g := []string{"--kubeconfig", kc}
+	ns, pod := instance(t)
+	operator(t, ns, "bob")
+	g := []string{"--kubeconfig", cluster.Kubeconfig(t, "bob", ns)}
 	email := mail("ada")
 	user := strings.Split(email, "@")[0]
 
@@ -142,14 +192,16 @@ func TestIdentityLifecycleThroughPortForward(t *testing.T) {
 		t.Fatalf("the password from stdin does not log in: %v", err)
 	}
 
-	// get --email: command start to result, port-forward included (DESIGN §9: well under 1 s).
+	// get --email: command start to result, port-forward through the API server included
+	// (DESIGN §9: well under 1 s).
 	var took []time.Duration
 	for i := 0; i < 10; i++ {
 		r = kk(t, "", append(g, "identity", "get", "--email", email, "-o", "json")...).ok(t, "get")
 		took = append(took, r.took)
 	}
 	sort.Slice(took, func(a, b int) bool { return took[a] < took[b] })
-	t.Logf("identity get --email, in-process, start to result with port-forward: p50 %s, max %s", took[len(took)/2], took[len(took)-1])
+	t.Logf("identity get --email, in-process, start to result with port-forward through kube-apiserver and kwok: p50 %s, max %s",
+		took[len(took)/2], took[len(took)-1])
 	if took[len(took)/2] > time.Second {
 		t.Errorf("get --email p50 %s, want well under a second", took[len(took)/2])
 	}
@@ -223,20 +275,55 @@ func TestIdentityLifecycleThroughPortForward(t *testing.T) {
 		t.Fatalf("get after delete: exit %d, %q", r.code, r.stderr)
 	}
 
-	// The plugin only ever lists pods and opens port-forwards: no other API call.
-	for _, req := range api.Requests() {
-		if req != "GET /api/v1/namespaces/shop/pods" && req != "POST /api/v1/namespaces/shop/pods/web-7d9f/portforward" &&
-			req != "GET /api/v1/namespaces/shop/pods/web-7d9f/portforward" {
-			t.Errorf("unexpected API request %q", req)
+	// The plugin only ever lists pods and opens port-forwards (WebSocket, upgraded: no SPDY
+	// fallback against a current API server): the API server's audit log of bob's requests.
+	n := 0
+	for _, e := range cluster.Audit(t, ns) {
+		if e.User.Username != "bob" {
+			continue
 		}
+		n++
+		ref := e.ObjectRef
+		switch {
+		case e.Verb == "list" && ref.Resource == "pods" && ref.Subresource == "" && strings.HasPrefix(e.RequestURI, "/api/v1/namespaces/"+ns+"/pods?"):
+		case e.Verb == "get" && ref.Resource == "pods" && ref.Subresource == "portforward" && ref.Name == pod.Name &&
+			e.ResponseStatus != nil && e.ResponseStatus.Code == http.StatusSwitchingProtocols:
+		default:
+			t.Errorf("unexpected API request %s", e)
+		}
+	}
+	if n < 2*19 {
+		t.Errorf("audit log shows %d requests of bob, want at least 38 (19 commands)", n)
+	}
+
+	// With "create" only on pods/portforward (what the forbidden message asks for), the
+	// WebSocket GET is refused and the plugin falls back to SPDY: the command still works.
+	cluster.Grant(t, ns, "kratos-spdy-operator", "alice",
+		clustertest.Rule([]string{"pods"}, "list"),
+		clustertest.Rule([]string{"pods/portforward"}, "create"))
+	r = kk(t, "", "--kubeconfig", cluster.Kubeconfig(t, "alice", ns), "identity", "get", id)
+	if r.code != 1 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("get of the deleted identity as alice: exit %d, %q", r.code, r.stderr)
+	}
+	var streams []string
+	for _, e := range cluster.Audit(t, ns) {
+		if e.User.Username == "alice" && e.ObjectRef.Subresource == "portforward" {
+			streams = append(streams, fmt.Sprintf("%s %d", e.Verb, e.ResponseStatus.Code))
+		}
+	}
+	if strings.Join(streams, ", ") != "get 403, create 101" {
+		t.Fatalf("alice's port-forward requests: %q, want a refused WebSocket GET then an SPDY POST", streams)
 	}
 }
 
 func TestPasswordFromSecret(t *testing.T) {
-	api, kc := cluster(t)
-	api.AddSecret(corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ada-pw", Namespace: ns},
-		Data: map[string][]byte{"password": []byte(password + "\n"), "other": []byte("x")}})
-	g := []string{"--kubeconfig", kc}
+	ns, _ := instance(t)
+	_, err := cluster.Client.CoreV1().Secrets(ns).Create(clustertest.Context(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ada-pw"},
+		Data: map[string][]byte{"password": []byte(password + "\n"), "other": []byte("x")}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := []string{"--kubeconfig", cluster.Kubeconfig(t, "admin", ns)}
 	email := mail("secret")
 	user := strings.Split(email, "@")[0]
 	kk(t, "", append(g, "identity", "create-admin", "--username", user, "--email", email, "--password-secret", "ada-pw")...).ok(t, "create-admin")
@@ -249,57 +336,86 @@ func TestPasswordFromSecret(t *testing.T) {
 		t.Fatalf("missing key: exit %d, %q", r.code, r.stderr)
 	}
 	r = kk(t, "", append(g, "identity", "reset-password", "--email", email, "--password-secret", "missing")...)
-	if r.code != 1 || !strings.Contains(r.stderr, "Secret missing not found in namespace shop") {
+	if r.code != 1 || !strings.Contains(r.stderr, "Secret missing not found in namespace "+ns) {
 		t.Fatalf("missing Secret: exit %d, %q", r.code, r.stderr)
 	}
 	r = kk(t, "\n", append(g, "identity", "reset-password", "--email", email, "--password-stdin")...)
 	if r.code != cli.ExitUsage || !strings.Contains(r.stderr, "empty password from stdin") {
 		t.Fatalf("empty stdin: exit %d, %q", r.code, r.stderr)
 	}
-	api.Deny("secrets")
-	r = kk(t, "", append(g, "identity", "reset-password", "--email", email, "--password-secret", "ada-pw")...)
-	if r.code != 1 || !strings.Contains(r.stderr, `you need "get" on "secrets" in namespace shop`) {
+	// bob may port-forward but not read Secrets.
+	operator(t, ns, "bob")
+	r = kk(t, "", "--kubeconfig", cluster.Kubeconfig(t, "bob", ns), "identity", "reset-password", "--email", email, "--password-secret", "ada-pw")
+	if r.code != 1 || !strings.Contains(r.stderr, `you need "get" on "secrets" in namespace `+ns) {
 		t.Fatalf("forbidden Secret: exit %d, %q", r.code, r.stderr)
 	}
+	t.Logf("%s", strings.TrimSpace(r.stderr))
 }
 
 func TestErrorsSayWhatToDo(t *testing.T) {
 	srv := kratos(t)
+	adminAddr := strings.TrimPrefix(srv.AdminURL, "http://")
+	run := func(ns string, name, instance string) *corev1.Pod {
+		return cluster.RunPod(t, clustertest.Pod(ns, name, instance))
+	}
 	for _, tc := range []struct {
-		name  string
-		setup func(*apitest.Server)
+		name string
+		// setup prepares namespace ns and returns the bed user to act as.
+		setup func(t *testing.T, ns string) string
 		args  []string
-		want  string
+		want  string // NS stands for the namespace
 	}{
-		{"no injected pod", func(*apitest.Server) {}, nil,
-			"no pod labelled kratos-injector.io/instance in namespace shop: label a workload with kratos-injector.io/inject=true"},
-		{"several instances", func(api *apitest.Server) {
-			api.AddPod(injectedPod("web-1", "web", true))
-			api.AddPod(injectedPod("api-1", "api", true))
-		}, nil, "several Kratos instances in namespace shop (api, web): pick one with --instance NAME"},
-		{"not migrated", func(api *apitest.Server) { api.AddPod(injectedPod("web-1", "web", false)) }, nil,
-			"run `kubectl kratos migrate`"},
-		{"port-forward forbidden", func(api *apitest.Server) {
-			api.AddPod(injectedPod("web-1", "web", true))
-			api.Deny("pods/portforward")
-		}, nil, `you need "create" on "pods/portforward" in namespace shop`},
-		{"pods forbidden", func(api *apitest.Server) { api.Deny("pods") }, nil, `you need "list" on "pods" in namespace shop`},
-		{"admin port closed", func(api *apitest.Server) { api.AddPod(injectedPod("web-1", "web", true)) }, nil,
-			"failed to connect to localhost:4434"},
-		{"pick by --instance", func(api *apitest.Server) {
-			api.AddPod(injectedPod("web-1", "web", true))
-			api.AddPod(injectedPod("api-1", "api", true))
+		{"no injected pod", func(*testing.T, string) string { return "admin" }, nil,
+			"no pod labelled kratos-injector.io/instance in namespace NS: label a workload with kratos-injector.io/inject=true"},
+		{"several instances", func(t *testing.T, ns string) string {
+			run(ns, "web-1", "web")
+			run(ns, "api-1", "api")
+			return "admin"
+		}, nil, "several Kratos instances in namespace NS (api, web): pick one with --instance NAME"},
+		{"not migrated", func(t *testing.T, ns string) string {
+			cluster.PodWithStatus(t, clustertest.Pod(ns, "web-1", "web"), unmigrated(), false)
+			return "admin"
+		}, nil, "run `kubectl kratos migrate`"},
+		{"port-forward forbidden", func(t *testing.T, ns string) string {
+			cluster.Forward(t, run(ns, "web-1", "web"), 4434, adminAddr)
+			cluster.Grant(t, ns, "pod-lister", "alice", clustertest.Rule([]string{"pods"}, "list"))
+			return "alice"
+		}, nil, `you need "create" on "pods/portforward" in namespace NS`},
+		{"pods forbidden", func(t *testing.T, ns string) string {
+			run(ns, "web-1", "web")
+			return "alice"
+		}, nil, `you need "list" on "pods" in namespace NS`},
+		// kwok words it "failed to dial ADDR: ... connection refused" where a kubelet says
+		// "failed to connect to localhost:4434 inside namespace".
+		{"admin port closed", func(t *testing.T, ns string) string {
+			cluster.Forward(t, run(ns, "web-1", "web"), 4434, closedAddr(t))
+			return "admin"
+		}, nil, "error forwarding port 4434 to pod web-1/NS"},
+		{"pick by --instance", func(t *testing.T, ns string) string {
+			run(ns, "web-1", "web")
+			run(ns, "api-1", "api")
+			return "admin"
 		}, []string{"--instance", "nope"}, "instances there: api, web"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			api := apitest.New(t)
-			tc.setup(api)
-			args := append([]string{"--kubeconfig", api.Kubeconfig(t, ns)}, tc.args...)
-			r := kk(t, "", append(args, "identity", "get", "--email", "nobody@example.test")...)
-			if r.code != 1 || !strings.Contains(r.stderr, tc.want) {
-				t.Fatalf("exit %d, stderr %q; want 1 and %q", r.code, r.stderr, tc.want)
+			ns := cluster.Namespace(t, "shop")
+			user := tc.setup(t, ns)
+			args := append([]string{"--kubeconfig", cluster.Kubeconfig(t, user, ns)}, tc.args...)
+			args = append(args, "identity", "get", "--email", "nobody@example.test")
+			want := strings.ReplaceAll(tc.want, "NS", ns)
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				r := kk(t, "", args...)
+				if strings.Contains(r.stderr, "no forward found") && time.Now().Before(deadline) {
+					time.Sleep(200 * time.Millisecond) // kwok has not loaded the PortForward yet
+					continue
+				}
+				if r.code != 1 || !strings.Contains(r.stderr, want) {
+					t.Fatalf("exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
+				}
+				t.Logf("%s", strings.TrimSpace(r.stderr))
+				return
 			}
-			t.Logf("%s", strings.TrimSpace(r.stderr))
 		})
 	}
 
@@ -308,6 +424,23 @@ func TestErrorsSayWhatToDo(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "Unable to find JSON Schema ID: no-such-schema") {
 		t.Fatalf("Kratos error: exit %d, %q", r.code, r.stderr)
 	}
+}
+
+func unmigrated() corev1.PodStatus {
+	s := clustertest.ReadyStatus()
+	clustertest.Unmigrated(&s)
+	return s
+}
+
+// closedAddr is a 127.0.0.1 address nothing listens on.
+func closedAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }
 
 func TestAdminURLNeedsNoCluster(t *testing.T) {
@@ -333,44 +466,39 @@ func TestAdminURLNeedsNoCluster(t *testing.T) {
 	}
 }
 
-// TestMigrate execs the real `kratos migrate sql` through the fake API server's exec, in a pod
-// whose Kratos is running but unready, against a fresh SQLite database.
+// TestMigrate execs the real `kratos migrate sql` through the API server's pods/exec into kwok,
+// which runs it as a local process, for a pod whose Kratos is running but unready (its status
+// as a kubelet reports it), against a fresh SQLite database. alice may list pods and create
+// execs, nothing else.
 func TestMigrate(t *testing.T) {
-	kratosBin, err := kratostest.Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	cfg, err := kratostest.WriteConfig(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := apitest.New(t)
-	p := injectedPod("web-1", "web", false)
-	p.Spec.InitContainers[1].Args = []string{"serve", "all", "--config", cfg, "--watch-courier"}
-	api.AddPod(p)
-	var execd []string
-	api.OnExec(func(pod, container string, command []string, stdout, stderr io.Writer) int {
-		execd = append([]string{pod, container}, command...)
-		if command[0] != "kratos" {
-			return 127
-		}
-		c := exec.Command(kratosBin, command[1:]...)
-		c.Stdout, c.Stderr = stdout, stderr
-		if err := c.Run(); err != nil {
-			if ee, ok := err.(*exec.ExitError); ok {
-				return ee.ExitCode()
-			}
-			return 126
-		}
-		return 0
-	})
-	kc := api.Kubeconfig(t, ns)
+	ns := cluster.Namespace(t, "shop")
+	p := clustertest.Pod(ns, "web-1", "web")
+	p.Spec.InitContainers[1].Args = []string{"serve", "-c", cfg, "--watch-courier"}
+	p = cluster.PodWithStatus(t, p, unmigrated(), false)
+	cluster.Exec(t, p, clustertest.ExecTarget{Containers: []string{target.KratosContainer}, WorkDir: dir,
+		Env: map[string]string{"PATH": kratosPath + ":/usr/local/bin:/usr/bin:/bin"}})
+	waitExec(t, p)
+	cluster.Grant(t, ns, "kratos-migrator", "alice",
+		clustertest.Rule([]string{"pods"}, "list"),
+		clustertest.Rule([]string{"pods/exec"}, "create"))
+	kc := cluster.Kubeconfig(t, "alice", ns)
 
 	r := kk(t, "", "--kubeconfig", kc, "migrate", "--timeout", "2m").ok(t, "migrate")
-	want := []string{"web-1", "kratos", "kratos", "migrate", "sql", "-e", "--yes", "-c", cfg}
-	if strings.Join(execd, " ") != strings.Join(want, " ") {
-		t.Fatalf("exec'd %q, want %q", execd, want)
+	want := []string{"kratos", "migrate", "sql", "-e", "--yes", "-c", cfg}
+	var execd []string
+	for _, e := range cluster.Audit(t, ns) {
+		if e.User.Username == "alice" && e.ObjectRef.Subresource == "exec" {
+			q := e.Query()
+			execd = append([]string{e.ObjectRef.Name, q.Get("container")}, q["command"]...)
+		}
+	}
+	if strings.Join(execd, " ") != strings.Join(append([]string{"web-1", "kratos"}, want...), " ") {
+		t.Fatalf("exec'd %q, want %q in web-1/kratos", execd, want)
 	}
 	if !strings.Contains(r.stderr, "Database of instance web migrated") || !strings.Contains(r.stdout+r.stderr, "Successfully applied") {
 		t.Fatalf("migrate output:\nstdout: %s\nstderr: %s", r.stdout, r.stderr)
@@ -381,19 +509,67 @@ func TestMigrate(t *testing.T) {
 	t.Logf("migrate of a fresh SQLite database through exec: %s", r.took)
 
 	// A failing migration exits 1 and says so; its own output was streamed. (An unreachable
-	// database would not do: Kratos retries its ping until --timeout ends the wait.)
+	// database would not do: Kratos retries its ping until --timeout ends the wait.) kwok
+	// passes only the text "exit status 1" on, not the exit code a kubelet passes: the
+	// message "kratos migrate exited with status 1" is checked on the real node (e2e).
 	if err := os.WriteFile(cfg, []byte("dsn: nosuchdriver://x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r = kk(t, "", "--kubeconfig", kc, "migrate", "--timeout", "1m")
-	if r.code != 1 || !strings.Contains(r.stderr, "kratos migrate exited with status") {
+	if r.code != 1 || !strings.Contains(r.stderr, "migration in pod web-1") || !strings.Contains(r.stderr, "exit status 1") {
 		t.Fatalf("failing migration: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
+	t.Logf("%s", lastLine(r.stderr))
 
-	// --timeout is honoured.
-	api.OnExec(func(_, _ string, _ []string, _, _ io.Writer) int { time.Sleep(3 * time.Second); return 0 })
+	// --timeout is honoured: Kratos waits for a database nothing serves.
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("dsn: postgres://u:p@%s/db?sslmode=disable\n", closedAddr(t))), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	r = kk(t, "", "--kubeconfig", kc, "migrate", "--timeout", "300ms")
 	if r.code != 1 || !strings.Contains(r.stderr, "did not finish within 300ms") || r.took > 2*time.Second {
 		t.Fatalf("timeout: exit %d after %s, %q", r.code, r.took, r.stderr)
 	}
+	t.Logf("%s", lastLine(r.stderr))
+	// Ending the stream ends the exec'd process.
+	deadline := time.Now().Add(15 * time.Second)
+	for stillRunning(cfg) {
+		if time.Now().After(deadline) {
+			t.Fatalf("kratos migrate -c %s still runs 15 s after the plugin gave up", cfg)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitExec waits until kwok serves the pod's Exec.
+func waitExec(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := target.Exec(clustertest.Context(t), cluster.Config("admin"), cluster.Client, pod, target.KratosContainer,
+			[]string{"kratos", "version"}, &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exec in %s/%s: %v", pod.Namespace, pod.Name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// stillRunning reports whether a process with arg in its command line runs.
+func stillRunning(arg string) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte(arg)) && bytes.Contains(b, []byte("migrate")) {
+			return true
+		}
+	}
+	return false
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }

@@ -182,23 +182,19 @@ func (in *Instance) ReadyPod() (*corev1.Pod, error) {
 }
 
 // KratosRunningPod returns a pod whose Kratos container is running, Ready or not: migrations run
-// there, and Kratos v1.3 stays unready until its database is migrated.
+// there, and Kratos v1.3 stays unready until its database is migrated. Such a pod may still be
+// Pending: a native sidecar whose startup probe has not passed keeps the pod initializing.
 func (in *Instance) KratosRunningPod() (*corev1.Pod, error) {
 	for i := range in.Pods {
 		p := &in.Pods[i]
-		if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+		if p.DeletionTimestamp != nil || (p.Status.Phase != corev1.PodRunning && p.Status.Phase != corev1.PodPending) {
 			continue
 		}
 		if s := kratosStatus(p); s != nil && s.State.Running != nil {
 			return p, nil
 		}
 	}
-	return nil, in.notReadyError("pod with a running "+KratosContainer+" container", func(p *corev1.Pod) string {
-		if s := kratosStatus(p); s != nil && s.State.Running != nil {
-			return "terminating"
-		}
-		return NotReadyReason(p)
-	})
+	return nil, in.notReadyError("pod with a running "+KratosContainer+" container", NotReadyReason)
 }
 
 func (in *Instance) notReadyError(want string, why func(*corev1.Pod) string) error {

@@ -59,6 +59,11 @@ type Server struct {
 	ConfigPath string
 	Bin        string
 
+	// HTTPClient, when set, carries the self-service calls (LoginPassword, Whoami, EnrolTOTP...)
+	// instead of http.DefaultClient: e.g. one that dials a port-forward for PublicURL's host, so
+	// that the flows' own action URLs (on Kratos's configured base URL) reach the pod.
+	HTTPClient *http.Client
+
 	// MigrateDuration and StartDuration are how long `migrate sql` and serve-to-ready took.
 	MigrateDuration time.Duration
 	StartDuration   time.Duration

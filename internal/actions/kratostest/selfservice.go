@@ -52,7 +52,11 @@ func (s *Server) do(ctx context.Context, method, url, token string, body interfa
 	if token != "" {
 		req.Header.Set("X-Session-Token", token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	hc := s.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
