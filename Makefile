@@ -11,7 +11,7 @@ export KRATOS_INJECTOR_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kratos-in
 E2E_TIMEOUT ?= 45m
 GO_TEST_FLAGS ?=
 
-.PHONY: all build test unit e2e tools fmt vet clean bench
+.PHONY: all build test unit e2e tools fmt vet clean bench demo
 
 all: build
 
@@ -39,6 +39,15 @@ e2e: build tools
 ## test: vet, unit and e2e — everything
 test: vet unit e2e
 
+## demo: a local cluster with an injected Kratos and a walk through `kubectl kratos` (root; Ctrl-C stops it; DEMO_EXIT=1 exits after the walk)
+demo: build tools
+	go build -o $(BIN)/demo ./hack/demo
+	$(BIN)/demo
+
+## bench: injection and admission-handler benchmarks (DESIGN §9)
+bench:
+	go test -run '^$$' -bench . -benchmem ./internal/inject/...
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
@@ -48,3 +57,11 @@ vet:
 
 clean:
 	rm -rf $(BIN)
+
+## image: the container image from the Dockerfile, tagged $(IMAGE). Needs docker (BuildKit) or a
+## compatible engine, which this project's test machines lack: `make test` never runs it; the e2e
+## bed packs bin/webhook into an image of the same layout instead (test/e2e/bed/images.go).
+IMAGE ?= ghcr.io/kratos-injector/kratos-injector:$(VERSION)
+.PHONY: image
+image:
+	docker build -t $(IMAGE) --build-arg VERSION=$(VERSION) .

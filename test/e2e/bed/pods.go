@@ -103,3 +103,20 @@ func stateString(s corev1.ContainerState) string {
 	}
 	return "no state"
 }
+
+// PodView is a summary of a pod's state for polling loops.
+type PodView struct {
+	Running bool // phase Running, or Pending with the Kratos native sidecar running (unmigrated)
+	Ready   bool
+}
+
+// View summarises a pod.
+func View(p *corev1.Pod) *PodView {
+	v := &PodView{Ready: IsReady(p), Running: p.Status.Phase == corev1.PodRunning}
+	for _, s := range p.Status.InitContainerStatuses {
+		if s.Name == "kratos" && s.State.Running != nil {
+			v.Running = true
+		}
+	}
+	return v
+}
