@@ -115,6 +115,7 @@ several, pick one with --instance NAME or -l SELECTOR.`,
 	root.AddCommand(
 		newIdentityCmd(g),
 		newMigrateCmd(g),
+		newInjectCmd(g), newStatusCmd(g),
 		newVersionCmd(g),
 	)
 	return root

@@ -1,0 +1,206 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kratos-injector/kratos-injector/internal/inject"
+)
+
+// InjectOptions are `inject`.
+type InjectOptions struct {
+	g *Globals
+	// Filenames are files, directories (their *.yaml, *.yml and *.json files) or "-" (stdin).
+	Filenames     []string
+	InjectorImage string
+	KratosImage   string
+
+	namespace string
+}
+
+func newInjectCmd(g *Globals) *cobra.Command {
+	o := &InjectOptions{g: g}
+	cmd := &cobra.Command{
+		Use:   "inject -f FILE|DIR|-",
+		Short: "Inject Kratos into manifests offline, as the webhook would (Pods, Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, Lists)",
+		Long: `Inject Kratos into the manifests read from -f, without a cluster, and write them to standard output
+in the same order: the same injection the admission webhook makes, by the same code. Use it to
+review what the webhook will do, to commit injected manifests (GitOps), or where no webhook runs.
+
+Pods, and the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets,
+ReplicationControllers, Jobs and CronJobs (also inside a List), are injected when they carry the
+label kratos-injector.io/inject: "true"; they get the label kratos-injector.io/instance (the
+workload's name, unless set) and the status annotation, so the webhook leaves them alone when
+they are applied. An injected document is re-encoded (keys sorted; of its comments, only those
+at its head are kept). Every other document, and an object injected already, is written back
+unchanged, byte for byte, so injecting the output again changes nothing.
+
+A workload whose annotations are invalid fails the command (exit status 1) with the message the
+webhook denies its pods with, naming the object; then nothing is written. Warnings (random
+secrets, no SMTP, ...) go to standard error.`,
+		Example: `  # Review the injection of a Deployment
+  kubectl kratos inject -f deployment.yaml
+
+  # Inject a kustomize build and apply it
+  kustomize build overlays/prod | kubectl kratos inject -f - | kubectl apply -f -
+
+  # With the images the cluster's webhook uses
+  kubectl kratos inject -f app/ --injector-image registry.example.com/kratos-injector:v0.3.0 --kratos-image oryd/kratos:v1.3.1`,
+		Args: noArgs,
+		RunE: runE(o),
+	}
+	cmd.Flags().StringArrayVarP(&o.Filenames, "filename", "f", nil, "manifest file, directory of manifests (*.yaml, *.yml, *.json), or - for standard input; repeatable")
+	cmd.Flags().StringVar(&o.InjectorImage, "injector-image", inject.DefaultInjectorImage, "image of the kratos-config init container (the webhook's --injector-image)")
+	cmd.Flags().StringVar(&o.KratosImage, "kratos-image", inject.DefaultKratosImage, "Kratos image of pods without the kratos-injector.io/image annotation (the webhook's --kratos-image)")
+	_ = cmd.MarkFlagFilename("filename", "yaml", "yml", "json")
+	return cmd
+}
+
+func (o *InjectOptions) Complete(*cobra.Command, []string) error {
+	if ns := o.g.ConfigFlags.Namespace; ns != nil {
+		o.namespace = *ns
+	}
+	return nil
+}
+
+func (o *InjectOptions) Validate() error {
+	if len(o.Filenames) == 0 {
+		return errors.New("-f is required: a manifest file, a directory, or - for standard input")
+	}
+	stdin := 0
+	for _, f := range o.Filenames {
+		switch {
+		case f == "":
+			return errors.New("-f: empty file name")
+		case f == "-":
+			stdin++
+		}
+	}
+	if stdin > 1 {
+		return errors.New("-f -: standard input can be read only once")
+	}
+	if err := inject.ValidImage(o.InjectorImage); err != nil {
+		return fmt.Errorf("--injector-image: %w", err)
+	}
+	if err := inject.ValidImage(o.KratosImage); err != nil {
+		return fmt.Errorf("--kratos-image: %w", err)
+	}
+	return nil
+}
+
+func (o *InjectOptions) Run(context.Context) error {
+	var docs []*manifestDoc
+	for _, f := range o.Filenames {
+		sources, err := o.read(f)
+		if err != nil {
+			return err
+		}
+		for _, s := range sources {
+			n := 0
+			for _, raw := range splitDocuments(s.data) {
+				if len(bytes.TrimSpace(raw)) == 0 {
+					continue // nothing between two separators (or before the first): dropped
+				}
+				n++
+				docs = append(docs, &manifestDoc{source: s.name, index: n, raw: raw})
+			}
+		}
+	}
+
+	in := &offlineInjector{
+		injector:    inject.NewInjector(inject.Options{InjectorImage: o.InjectorImage, KratosImage: o.KratosImage}),
+		kratosImage: o.KratosImage,
+		namespace:   o.namespace,
+	}
+	var failed []error
+	for _, d := range docs {
+		failed = append(failed, in.injectDoc(d)...)
+	}
+	switch len(failed) {
+	case 0:
+	case 1:
+		return failed[0]
+	default:
+		msgs := make([]string, len(failed))
+		for i, err := range failed {
+			msgs[i] = "  " + err.Error()
+		}
+		return fmt.Errorf("%d objects cannot be injected (nothing was written):\n%s", len(failed), strings.Join(msgs, "\n"))
+	}
+
+	for _, w := range in.warnings {
+		fmt.Fprintf(o.g.Streams.ErrOut, "Warning: %s\n", w)
+	}
+	var out bytes.Buffer
+	first := true
+	for _, d := range docs {
+		if d.out == nil {
+			continue
+		}
+		if !first {
+			out.WriteString("---\n")
+		}
+		first = false
+		out.Write(d.out)
+		if !bytes.HasSuffix(d.out, []byte("\n")) {
+			out.WriteByte('\n')
+		}
+	}
+	_, err := o.g.Streams.Out.Write(out.Bytes())
+	return err
+}
+
+type source struct {
+	name string
+	data []byte
+}
+
+// read returns the content of -f f: a file, every manifest file of a directory, or stdin.
+func (o *InjectOptions) read(f string) ([]source, error) {
+	if f == "-" {
+		b, err := io.ReadAll(o.g.Streams.In)
+		if err != nil {
+			return nil, fmt.Errorf("read standard input: %w", err)
+		}
+		return []source{{name: "stdin", data: b}}, nil
+	}
+	fi, err := os.Stat(f)
+	if err != nil {
+		return nil, fmt.Errorf("-f %s: %w", f, err)
+	}
+	files := []string{f}
+	if fi.IsDir() {
+		entries, err := os.ReadDir(f)
+		if err != nil {
+			return nil, fmt.Errorf("-f %s: %w", f, err)
+		}
+		files = files[:0]
+		for _, e := range entries {
+			ext := strings.ToLower(filepath.Ext(e.Name()))
+			if !e.IsDir() && slices.Contains([]string{".yaml", ".yml", ".json"}, ext) {
+				files = append(files, filepath.Join(f, e.Name()))
+			}
+		}
+		if len(files) == 0 {
+			return nil, fmt.Errorf("-f %s: the directory holds no *.yaml, *.yml or *.json file", f)
+		}
+	}
+	out := make([]source, 0, len(files))
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("-f %s: %w", f, err)
+		}
+		out = append(out, source{name: name, data: b})
+	}
+	return out, nil
+}

@@ -1,0 +1,338 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kratos-injector/kratos-injector/internal/config"
+	"github.com/kratos-injector/kratos-injector/internal/inject"
+)
+
+// StatusOptions are `status`.
+type StatusOptions struct {
+	g             *Globals
+	AllNamespaces bool
+	Output        outputFlags
+
+	now func() time.Time
+}
+
+func newStatusCmd(g *Globals) *cobra.Command {
+	o := &StatusOptions{g: g, now: time.Now}
+	cmd := &cobra.Command{
+		Use:   "status [-A] [-o table|json|yaml]",
+		Short: "Show the injected Kratos instances: pods, readiness, versions, why a pod is not Ready, OIDC redirect URIs, the webhook's CA",
+		Long: `Show the Kratos instances of the namespace (or of every namespace with -A): per instance its
+pods, how many are Ready, the Kratos image, the injector version and spec hash each pod was
+injected with (pods with different hashes run different configs, e.g. during a rollout), and
+for each pod that is not Ready, why: the render init container's one-line error (a missing
+Secret or key), a database waiting for "kubectl kratos migrate", a crashing container with its
+last message, or what the pod's status says.
+
+For each external identity provider (the kratos-injector.io/idp-secrets annotation) it prints
+the redirect URI to register at the provider: <public-url>/self-service/methods/oidc/callback/<id>.
+The provider id is read from the provider's Secret (key id, else provider); without the right
+to get Secrets, the Secret name stands in for the id, and the output says so.
+
+It also checks that the webhook is registered (the MutatingWebhookConfiguration kratos-injector,
+or any with a webhook named *.kratos-injector.io) and that the CA bundle the API server trusts
+for it parses and has not expired, and shows when it expires.
+
+It needs "list" on pods; "get" on secrets and "list" on mutatingwebhookconfigurations are used
+when granted.`,
+		Example: `  kubectl kratos status
+  kubectl kratos status -A
+  kubectl kratos status --instance shop -o yaml`,
+		Args: noArgs,
+		RunE: runE(o),
+	}
+	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "show the instances of every namespace")
+	o.Output.add(cmd, false)
+	return cmd
+}
+
+func (o *StatusOptions) Complete(*cobra.Command, []string) error { return nil }
+
+func (o *StatusOptions) Validate() error {
+	if err := o.g.Validate(); err != nil {
+		return err
+	}
+	if o.g.AdminURL != "" {
+		return errors.New("--admin-url does not apply to status: it reads the pods through the API server")
+	}
+	return o.Output.Validate()
+}
+
+// StatusReport is what `status -o json|yaml` prints.
+type StatusReport struct {
+	Instances []InstanceStatus `json:"instances"`
+	Webhook   WebhookStatus    `json:"webhook"`
+}
+
+// InstanceStatus is one instance: the pods sharing a kratos-injector.io/instance value.
+type InstanceStatus struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	ReadyPods int    `json:"readyPods"`
+	// KratosImages, InjectorVersions and SpecHashes are the distinct values over the pods.
+	KratosImages     []string         `json:"kratosImages"`
+	InjectorVersions []string         `json:"injectorVersions"`
+	SpecHashes       []string         `json:"specHashes"`
+	PublicURL        string           `json:"publicURL,omitempty"`
+	Providers        []ProviderStatus `json:"providers,omitempty"`
+	Pods             []PodStatus      `json:"pods"`
+}
+
+// PodStatus is one pod of an instance.
+type PodStatus struct {
+	Name            string      `json:"name"`
+	Phase           string      `json:"phase"`
+	Ready           bool        `json:"ready"`
+	KratosImage     string      `json:"kratosImage,omitempty"`
+	InjectorVersion string      `json:"injectorVersion,omitempty"`
+	SpecHash        string      `json:"specHash,omitempty"`
+	Migrate         string      `json:"migrate,omitempty"`
+	Restarts        int32       `json:"restarts"`
+	Created         metav1.Time `json:"created"`
+	// Reason says why the pod is not Ready (empty when it is).
+	Reason string `json:"reason,omitempty"`
+}
+
+// ProviderStatus is an external OIDC provider of an instance.
+type ProviderStatus struct {
+	Secret string `json:"secret"`
+	// ID is the provider id Kratos uses (read from the Secret), or the Secret name when the
+	// Secret could not be read (Verified false).
+	ID          string `json:"id"`
+	Verified    bool   `json:"verified"`
+	RedirectURI string `json:"redirectURI"`
+	Note        string `json:"note,omitempty"`
+}
+
+// WebhookStatus says whether the injector's webhook is registered and its CA bundle valid.
+type WebhookStatus struct {
+	// Checked is false when the configurations could not be read (Message says why).
+	Checked        bool            `json:"checked"`
+	Message        string          `json:"message,omitempty"`
+	Configurations []WebhookConfig `json:"configurations"`
+}
+
+// WebhookConfig is one MutatingWebhookConfiguration of the injector.
+type WebhookConfig struct {
+	Name     string   `json:"name"`
+	Webhooks []string `json:"webhooks"`
+	CAValid  bool     `json:"caValid"`
+	// CAExpires is the earliest expiry of the CA bundle's certificates.
+	CAExpires *metav1.Time `json:"caExpires,omitempty"`
+	Problem   string       `json:"problem,omitempty"`
+}
+
+func (o *StatusOptions) Run(ctx context.Context) error {
+	k, err := o.g.kube()
+	if err != nil {
+		return err
+	}
+	ns := k.namespace
+	if o.AllNamespaces {
+		ns = metav1.NamespaceAll
+	}
+	pods, err := o.listPods(ctx, k.clientset, ns)
+	if err != nil {
+		return err
+	}
+	rep := &StatusReport{Instances: o.instances(ctx, k.clientset, pods)}
+	rep.Webhook = webhookStatus(ctx, k.clientset, o.now())
+	if o.Output.structured() {
+		return o.Output.printStructured(o.g.Streams.Out, rep)
+	}
+	if len(rep.Instances) == 0 {
+		where := "in namespace " + ns
+		if o.AllNamespaces {
+			where = "in any namespace"
+		}
+		fmt.Fprintf(o.g.Streams.ErrOut, "No Kratos instance %s: label a workload's pod template with %s=true.\n", where, inject.LabelInject)
+	}
+	return o.printTable(rep)
+}
+
+// listPods lists the injected pods the flags select (one API call).
+func (o *StatusOptions) listPods(ctx context.Context, cs kubernetes.Interface, ns string) ([]corev1.Pod, error) {
+	req, err := labels.NewRequirement(inject.LabelInstance, selection.Exists, nil)
+	if o.g.Instance != "" {
+		req, err = labels.NewRequirement(inject.LabelInstance, selection.Equals, []string{o.g.Instance})
+	}
+	if err != nil {
+		return nil, usagef("--instance %q: %v", o.g.Instance, err)
+	}
+	sel := labels.NewSelector().Add(*req)
+	if o.g.Selector != "" {
+		extra, err := labels.Parse(o.g.Selector)
+		if err != nil {
+			return nil, usagef("-l %q: %v", o.g.Selector, err)
+		}
+		reqs, _ := extra.Requirements()
+		sel = sel.Add(reqs...)
+	}
+	list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, apiError(err, "list", "pods", ns)
+	}
+	return list.Items, nil
+}
+
+// apiError turns an RBAC denial into the permission to ask for.
+func apiError(err error, verb, resource, ns string) error {
+	where, flag := "in namespace "+ns, "-n "+ns
+	if ns == "" {
+		where, flag = "in every namespace (-A)", "-A"
+	}
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("you need %q on %q %s (check with `kubectl auth can-i %s %s %s`); the API server said: %v",
+			verb, resource, where, verb, resource, flag, err)
+	}
+	return fmt.Errorf("%s %s %s: %w", verb, resource, where, err)
+}
+
+// instances groups pods by namespace and instance, sorted by namespace and name.
+func (o *StatusOptions) instances(ctx context.Context, cs kubernetes.Interface, pods []corev1.Pod) []InstanceStatus {
+	type key struct{ ns, name string }
+	groups := map[key][]*corev1.Pod{}
+	var keys []key
+	for i := range pods {
+		p := &pods[i]
+		k := key{p.Namespace, p.Labels[inject.LabelInstance]}
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], p)
+	}
+	sort.Slice(keys, func(a, b int) bool {
+		if keys[a].ns != keys[b].ns {
+			return keys[a].ns < keys[b].ns
+		}
+		return keys[a].name < keys[b].name
+	})
+	secrets := &secretReader{cs: cs, cache: map[string]secretResult{}}
+	out := make([]InstanceStatus, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, o.instance(ctx, secrets, k.ns, k.name, groups[k]))
+	}
+	return out
+}
+
+func (o *StatusOptions) instance(ctx context.Context, secrets *secretReader, ns, name string, pods []*corev1.Pod) InstanceStatus {
+	in := InstanceStatus{Namespace: ns, Name: name}
+	sort.Slice(pods, func(a, b int) bool { return pods[a].Name < pods[b].Name })
+	var newest *corev1.Pod
+	for _, p := range pods {
+		spec, _ := inject.ParseAnnotations(p.Annotations, "")
+		ps := podStatus(p, spec)
+		if ps.Ready {
+			in.ReadyPods++
+		}
+		in.KratosImages = addDistinct(in.KratosImages, ps.KratosImage)
+		in.InjectorVersions = addDistinct(in.InjectorVersions, ps.InjectorVersion)
+		in.SpecHashes = addDistinct(in.SpecHashes, ps.SpecHash)
+		in.Pods = append(in.Pods, ps)
+		// The providers and URL of the newest pod that is not going away: during a rollout,
+		// the config being rolled out.
+		if p.DeletionTimestamp == nil && (newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp)) {
+			newest = p
+		}
+	}
+	if newest == nil {
+		newest = pods[0]
+	}
+	in.PublicURL, in.Providers = providers(ctx, secrets, ns, newest)
+	return in
+}
+
+func addDistinct(list []string, v string) []string {
+	if v == "" || slices.Contains(list, v) {
+		return list
+	}
+	return append(list, v)
+}
+
+// providers returns the public URL of the pod's Kratos and the redirect URI of each of its
+// OIDC providers.
+func providers(ctx context.Context, secrets *secretReader, ns string, p *corev1.Pod) (string, []ProviderStatus) {
+	publicURL, idps := inject.DefaultPublicURL, []string(nil)
+	if spec, err := inject.ParseAnnotations(p.Annotations, ""); err == nil {
+		publicURL, idps = spec.PublicURL, spec.IDPSecrets
+	} else {
+		// Not valid for this plugin's version (injected by another): read the two raw.
+		if v := strings.TrimSpace(p.Annotations[inject.AnnotationPublicURL]); v != "" {
+			publicURL = v
+		}
+		for _, s := range strings.Split(p.Annotations[inject.AnnotationIDPSecrets], ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				idps = append(idps, s)
+			}
+		}
+	}
+	var out []ProviderStatus
+	for _, name := range idps {
+		ps := ProviderStatus{Secret: name}
+		r := secrets.get(ctx, ns, name)
+		switch {
+		case r.err == nil:
+			ps.ID, ps.Verified = config.ProviderID(r.data), true
+			if ps.ID == "" {
+				ps.ID, ps.Verified = name, false
+				ps.Note = fmt.Sprintf("Secret %s has neither key id nor provider: the pod cannot render", name)
+			}
+		case apierrors.IsNotFound(r.err):
+			ps.ID = name
+			ps.Note = fmt.Sprintf("Secret %s not found in namespace %s: the pod cannot render; the Secret name stands in for the provider id", name, ns)
+		case apierrors.IsForbidden(r.err):
+			ps.ID = name
+			ps.Note = fmt.Sprintf("you may not get Secret %s in namespace %s: the Secret name stands in for the provider id (the id is the Secret's key id, else its provider)", name, ns)
+		default:
+			ps.ID = name
+			ps.Note = fmt.Sprintf("cannot read Secret %s: %v; the Secret name stands in for the provider id", name, r.err)
+		}
+		ps.RedirectURI = config.CallbackURL(publicURL, ps.ID)
+		out = append(out, ps)
+	}
+	return publicURL, out
+}
+
+// secretReader reads each Secret once.
+type secretReader struct {
+	cs    kubernetes.Interface
+	cache map[string]secretResult
+}
+
+type secretResult struct {
+	data map[string][]byte
+	err  error
+}
+
+func (s *secretReader) get(ctx context.Context, ns, name string) secretResult {
+	k := ns + "/" + name
+	if r, ok := s.cache[k]; ok {
+		return r
+	}
+	var r secretResult
+	sec, err := s.cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err == nil {
+		r.data = sec.Data
+	}
+	r.err = err
+	s.cache[k] = r
+	return r
+}
