@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kratos-injector/kratos-injector/internal/inject"
+	"github.com/kratos-injector/kratos-injector/internal/selfsigned"
 	"github.com/kratos-injector/kratos-injector/internal/version"
 )
 
@@ -45,12 +46,14 @@ type serveOptions struct {
 	injectorImage string
 	tlsMode       string
 	shutdownDelay time.Duration
+	selfSigned    selfSignedOptions
 	zap           zap.Options
 }
 
-// newServeCmd is `webhook serve`: the admission server. It needs no kubeconfig: the handler
-// makes no API call, so no manager (which wants a rest.Config) is built; the webhook, metrics
-// and health servers run side by side under one signal context.
+// newServeCmd is `webhook serve`: the admission server. The handler makes no API call, so no
+// manager (which wants a rest.Config) is built; the webhook, metrics and health servers run side
+// by side under one signal context. Only --tls-mode=self-signed talks to the API server, to keep
+// its certificate (internal/selfsigned).
 func newServeCmd() *cobra.Command {
 	o := &serveOptions{
 		port:          webhook.DefaultPort,
@@ -61,6 +64,7 @@ func newServeCmd() *cobra.Command {
 		injectorImage: inject.DefaultInjectorImage,
 		tlsMode:       tlsModeFiles,
 		shutdownDelay: 5 * time.Second,
+		selfSigned:    defaultSelfSignedOptions(),
 	}
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -68,7 +72,13 @@ func newServeCmd() *cobra.Command {
 		Long: `Serve the admission webhook at ` + MutatePath + ` over TLS (the certificate in --cert-dir is
 reloaded when it changes), Prometheus metrics on --metrics-bind-address and /healthz, /readyz on
 --health-probe-bind-address. On SIGTERM it turns unready, keeps serving for --shutdown-delay so
-the API server stops sending requests, then drains and exits.`,
+the API server stops sending requests, then drains and exits.
+
+--tls-mode=files (default) serves tls.crt and tls.key from --cert-dir (cert-manager's Secret).
+--tls-mode=self-signed keeps a CA and a serving certificate in one Secret shared by the replicas
+(ECDSA P-256; CA 10 years, serving 1 year, each renewed with a third of its validity left),
+writes the serving pair into --cert-dir, and patches the caBundle of --webhook-config-name;
+/readyz fails until the certificate is in place. ` + "`webhook tls renew [--ca]`" + ` forces a renewal.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
@@ -88,8 +98,9 @@ the API server stops sending requests, then drains and exits.`,
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", o.probeAddr, `address of /healthz and /readyz ("0" disables them)`)
 	fs.StringVar(&o.kratosImage, "kratos-image", o.kratosImage, "Kratos image injected when a pod has no "+inject.AnnotationImage+" annotation")
 	fs.StringVar(&o.injectorImage, "injector-image", o.injectorImage, "image of the injected kratos-config init container (this binary's image)")
-	fs.StringVar(&o.tlsMode, "tls-mode", o.tlsMode, "where the serving certificate comes from: files (--cert-dir, e.g. from cert-manager) or self-signed (not available yet)")
+	fs.StringVar(&o.tlsMode, "tls-mode", o.tlsMode, "where the serving certificate comes from: files (--cert-dir, e.g. from cert-manager) or self-signed (kept by this webhook in a Secret)")
 	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", o.shutdownDelay, "how long to keep serving, unready, after SIGTERM before draining")
+	o.selfSigned.addFlags(fs)
 	gofs := flag.NewFlagSet("zap", flag.ContinueOnError)
 	o.zap.BindFlags(gofs)
 	fs.AddGoFlagSet(gofs)
@@ -100,7 +111,9 @@ func (o *serveOptions) validate() error {
 	switch o.tlsMode {
 	case tlsModeFiles:
 	case tlsModeSelfSigned:
-		return errors.New("--tls-mode self-signed is not available yet: use --tls-mode files with a certificate in --cert-dir (cert-manager)")
+		if err := o.selfSigned.validate(o.certDir); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("--tls-mode %q: want files or self-signed", o.tlsMode)
 	}
@@ -132,6 +145,13 @@ func (o *serveOptions) run(ctx context.Context) error {
 		KratosImage:   o.kratosImage,
 		Version:       version.Version,
 	})})
+	var certs *selfsigned.Manager
+	if o.tlsMode == tlsModeSelfSigned {
+		var err error
+		if certs, err = o.selfSigned.newManager(o.certDir, logf.Log.WithName("self-signed")); err != nil {
+			return err
+		}
+	}
 
 	// Servers stop on serveCtx, which ends shutdownDelay after ctx: meanwhile /readyz fails, the
 	// endpoint leaves the Service, and requests already routed here are still answered (with
@@ -172,7 +192,20 @@ func (o *serveOptions) run(ctx context.Context) error {
 		}()
 	}
 
-	start("webhook server", hookServer.Start)
+	if certs != nil {
+		// The webhook server reads the certificate when it starts: it starts once it is in place.
+		start("self-signed certificate", certs.Run)
+		start("webhook server", func(ctx context.Context) error {
+			select {
+			case <-certs.Synced():
+				return hookServer.Start(ctx)
+			case <-ctx.Done():
+				return nil
+			}
+		})
+	} else {
+		start("webhook server", hookServer.Start)
+	}
 	if o.metricsAddr != "0" {
 		metricsServer, err := metricsserver.NewServer(metricsserver.Options{BindAddress: o.metricsAddr}, nil, nil)
 		if err != nil {
@@ -181,8 +214,16 @@ func (o *serveOptions) run(ctx context.Context) error {
 		start("metrics server", metricsServer.Start)
 	}
 	if o.probeAddr != "0" {
+		started := hookServer.StartedChecker()
 		ready := map[string]healthz.Checker{
-			"webhook": hookServer.StartedChecker(),
+			"webhook": func(r *http.Request) error {
+				if certs != nil { // self-signed: the certificate first (the server waits for it)
+					if err := certs.ReadyCheck(r); err != nil {
+						return err
+					}
+				}
+				return started(r)
+			},
 			"shutdown": func(*http.Request) error {
 				if shuttingDown.Load() {
 					return errors.New("shutting down")

@@ -122,16 +122,24 @@ func TestServe(t *testing.T) {
 }
 
 func TestServeValidate(t *testing.T) {
+	t.Setenv(podNamespaceEnv, "")
 	for _, tc := range []struct {
 		mutate func(*serveOptions)
 		want   string
 	}{
-		{func(o *serveOptions) { o.tlsMode = tlsModeSelfSigned }, "not available yet"},
+		{func(o *serveOptions) { o.tlsMode = tlsModeSelfSigned }, "--tls-secret-namespace is empty and $POD_NAMESPACE is not set"},
+		{func(o *serveOptions) {
+			o.tlsMode, o.selfSigned.secretNamespace, o.selfSigned.rotationGrace = tlsModeSelfSigned, "kratos-injector", time.Second
+		}, "must exceed the check interval"},
+		{func(o *serveOptions) {
+			o.tlsMode, o.selfSigned.secretNamespace, o.selfSigned.renewBeforePercent = tlsModeSelfSigned, "kratos-injector", 95
+		}, "renew-before percentage"},
 		{func(o *serveOptions) { o.tlsMode = "acme" }, "want files or self-signed"},
 		{func(o *serveOptions) { o.kratosImage = "Not An Image" }, "--kratos-image"},
 		{func(o *serveOptions) { o.port = 0 }, "--port"},
 	} {
-		o := &serveOptions{port: 9443, kratosImage: inject.DefaultKratosImage, injectorImage: "x/y:1", tlsMode: tlsModeFiles}
+		o := &serveOptions{port: 9443, kratosImage: inject.DefaultKratosImage, injectorImage: "x/y:1", tlsMode: tlsModeFiles,
+			certDir: "/tls", selfSigned: defaultSelfSignedOptions()}
 		tc.mutate(o)
 		if err := o.validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("got %v, want %q", err, tc.want)
@@ -146,6 +154,10 @@ func TestServeFlags(t *testing.T) {
 		"port": "9443", "bind-address": "", "host": "", "cert-dir": filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
 		"metrics-bind-address": ":8080", "health-probe-bind-address": ":8081", "kratos-image": "oryd/kratos:v1.3.1",
 		"injector-image": inject.DefaultInjectorImage, "tls-mode": "files", "shutdown-delay": "5s", "zap-log-level": "",
+		// --tls-mode=self-signed; manifests/self-signed/rbac.yaml names these objects.
+		"kubeconfig": "", "tls-secret-name": "kratos-injector-tls", "tls-secret-namespace": "", "webhook-config-name": "kratos-injector",
+		"service-name": "kratos-injector", "service-namespace": "", "tls-ca-validity": "87600h0m0s", "tls-serving-validity": "8760h0m0s",
+		"tls-renew-before-percent": "33", "tls-check-interval": "1m0s", "tls-rotation-grace": "2m0s",
 	} {
 		f := fs.Lookup(name)
 		if f == nil {

@@ -120,7 +120,7 @@ func TestStatusOnRealNode(t *testing.T) {
 
 	var hook *cli.WebhookConfig
 	for i := range rep.Webhook.Configurations {
-		if rep.Webhook.Configurations[i].Name == "kratos-injector" {
+		if rep.Webhook.Configurations[i].Name == "kratos-injector-e2e" {
 			hook = &rep.Webhook.Configurations[i]
 		}
 	}
@@ -132,7 +132,7 @@ func TestStatusOnRealNode(t *testing.T) {
 	table := statusRun(t, ctx, bin, kc...)
 	t.Logf("kubectl kratos status:\n%s", table)
 	for _, want := range []string{"render failed: ", "database not migrated: run kubectl kratos migrate",
-		"https://auth.status.example/self-service/methods/oidc/callback/github", "kratos-injector.kratos-injector.io"} {
+		"https://auth.status.example/self-service/methods/oidc/callback/github", "kratos-injector-e2e.kratos-injector.io"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table does not show %q", want)
 		}

@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+# The kratos-injector image: one static binary, `webhook`, that serves the admission webhook
+# (`webhook serve`) and renders kratos.yaml in the injected init container (`webhook render`,
+# found on PATH). Build with `make image` (VERSION is stamped into the binary as `make build`
+# does). The e2e bed packs bin/webhook the same way (test/e2e/bed/images.go): same path, same
+# user; manifests/manifests_test.go checks that the two agree.
+
+FROM golang:1.26 AS build
+WORKDIR /src
+ENV GOWORK=off GOFLAGS=-mod=readonly
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY cmd/ cmd/
+COPY internal/ internal/
+ARG VERSION=dev
+# The same command as `make build`.
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X github.com/kratos-injector/kratos-injector/internal/version.Version=${VERSION}" \
+      -o /out/webhook ./cmd/webhook
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/webhook /usr/local/bin/webhook
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/webhook"]
