@@ -28,8 +28,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
 )
@@ -37,11 +35,7 @@ import (
 // render builds a kustomization directory.
 func render(t *testing.T, dir string) []byte {
 	t.Helper()
-	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
-	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
-	}
-	y, err := rm.AsYaml()
+	y, err := bed.Kustomize(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -388,7 +387,7 @@ func TestErrorsSayWhatToDo(t *testing.T) {
 		// kwok words it "failed to dial ADDR: ... connection refused" where a kubelet says
 		// "failed to connect to localhost:4434 inside namespace".
 		{"admin port closed", func(t *testing.T, ns string) string {
-			cluster.Forward(t, run(ns, "web-1", "web"), 4434, closedAddr(t))
+			cluster.Forward(t, run(ns, "web-1", "web"), 4434, clustertest.ClosedAddr(t))
 			return "admin"
 		}, nil, "error forwarding port 4434 to pod web-1/NS"},
 		{"pick by --instance", func(t *testing.T, ns string) string {
@@ -430,17 +429,6 @@ func unmigrated() corev1.PodStatus {
 	s := clustertest.ReadyStatus()
 	clustertest.Unmigrated(&s)
 	return s
-}
-
-// closedAddr is a 127.0.0.1 address nothing listens on.
-func closedAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 func TestAdminURLNeedsNoCluster(t *testing.T) {
@@ -522,7 +510,7 @@ func TestMigrate(t *testing.T) {
 	t.Logf("%s", lastLine(r.stderr))
 
 	// --timeout is honoured: Kratos waits for a database nothing serves.
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("dsn: postgres://u:p@%s/db?sslmode=disable\n", closedAddr(t))), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("dsn: postgres://u:p@%s/db?sslmode=disable\n", clustertest.ClosedAddr(t))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r = kk(t, "", "--kubeconfig", kc, "migrate", "--timeout", "300ms")

@@ -327,7 +327,7 @@ func TestPortForward(t *testing.T) {
 func TestPortForwardExplainsUnreachablePort(t *testing.T) {
 	ns := cluster.Namespace(t, "shop")
 	p := cluster.RunPod(t, clustertest.Pod(ns, "web-1", "web"))
-	closed := freeAddr(t) // nothing listens behind port 4434
+	closed := clustertest.ClosedAddr(t) // nothing listens behind port 4434
 	cluster.Forward(t, p, 4434, closed)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -354,16 +354,6 @@ func TestPortForwardExplainsUnreachablePort(t *testing.T) {
 		}
 		return
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // TestStreamsForbidden: alice may list and get pods but not open port-forwards or execs.

@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
 // Apply creates or updates (server-side apply) every object of a multi-document YAML stream,
@@ -122,3 +124,13 @@ func waitEstablished(ctx context.Context, dyn dynamic.Interface, m *meta.RESTMap
 }
 
 func ptrTrue() *bool { t := true; return &t }
+
+// Kustomize renders a kustomization directory with kustomize's library (what `kubectl apply -k`
+// does), so tests apply the manifests exactly as users would.
+func Kustomize(dir string) ([]byte, error) {
+	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
+	}
+	return rm.AsYaml()
+}
