@@ -66,7 +66,7 @@ build_one() {
   [[ ${CHECK_ONLY:-} == 1 ]] && { log "missing: $t"; return 1; }
   mkdir -p "$(dirname "$out")"
   local start=$SECONDS
-  log "building $t $(version_of "$t") (cold builds take minutes; kube-apiserver ~15 min on 2 cores)"
+  log "building $t $(version_of "$t") (first run only; cached in $CACHE afterwards)"
   local pkgv=k8s.io/component-base/version minor
   minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
   (
