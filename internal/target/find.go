@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kratos-injector/kratos-injector/internal/inject"
 	"sort"
 	"strings"
 
@@ -21,16 +22,16 @@ import (
 
 // Labels the injector sets and the plugin selects on (DESIGN §3).
 const (
-	// InjectLabel opts a pod in to injection.
-	InjectLabel = "kratos-injector.io/inject"
+	// InjectLabel opts a pod in to injection (defined with every other key in internal/inject).
+	InjectLabel = inject.LabelInject
 	// InstanceLabel names the instance (the workload) of an injected pod.
-	InstanceLabel = "kratos-injector.io/instance"
+	InstanceLabel = inject.LabelInstance
 )
 
 // Container names of an injected pod (DESIGN §5).
 const (
-	KratosContainer = "kratos"
-	ConfigContainer = "kratos-config"
+	KratosContainer = inject.ContainerKratos
+	ConfigContainer = inject.ContainerConfig
 )
 
 // Errors a caller can tell apart with errors.Is.
