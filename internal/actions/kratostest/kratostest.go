@@ -10,7 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
 	"net/http"
 	"os"
 	"os/exec"
@@ -93,7 +93,7 @@ func Start() (*Server, error) {
 		}
 	}()
 
-	ports, err := freePorts(3)
+	ports, err := bed.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -197,31 +197,10 @@ func tail(b []byte, n int) string {
 	return string(bytes.Join(lines, []byte("\n")))
 }
 
-// freePorts returns n distinct free TCP ports on 127.0.0.1 (held open together so that they
-// differ; the short window before Kratos binds them is accepted).
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // WriteConfig writes, into dir, the config and schemas of a Kratos whose SQLite database is
 // dir/db.sqlite (not yet migrated), and returns the config's path.
 func WriteConfig(dir string) (string, error) {
-	ports, err := freePorts(3)
+	ports, err := bed.FreePorts(3)
 	if err != nil {
 		return "", err
 	}
