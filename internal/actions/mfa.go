@@ -49,7 +49,7 @@ func ResetMFA(ctx context.Context, c *client.APIClient, ref Ref, mfaType string)
 	}
 	res := &ResetMFAResult{IdentityID: i.Id, Type: mfaType}
 	if i.Credentials != nil {
-		if _, ok := (*i.Credentials)[mfaType]; !ok {
+		if cred, ok := (*i.Credentials)[mfaType]; !ok || !enrolled(mfaType, cred) {
 			return res, nil
 		}
 	}
@@ -64,4 +64,15 @@ func ResetMFA(ctx context.Context, c *client.APIClient, ref Ref, mfaType string)
 	}
 	res.Removed = true
 	return res, nil
+}
+
+// enrolled reports whether a credential holds a second factor. With a schema that makes the
+// email a WebAuthn identifier (the built-in ones do, for passwordless), Kratos keeps a webauthn
+// credential with identifiers but no keys on every identity: that is nothing to reset.
+func enrolled(mfaType string, cred client.IdentityCredentials) bool {
+	if mfaType != MFAWebAuthn {
+		return true
+	}
+	keys, _ := cred.Config["credentials"].([]any)
+	return len(keys) > 0
 }

@@ -50,7 +50,7 @@ func validFixture() *fixture {
 			},
 		},
 		configmaps: map[string]map[string]string{
-			"schemas": {"default.json": string(builtinSchema(SchemaDefault))},
+			"schemas": {"default.json": string(BuiltinSchema(SchemaDefault))},
 			"overlay": {"kratos.yaml": "log: {level: debug}\n"},
 		},
 	}

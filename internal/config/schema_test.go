@@ -105,7 +105,7 @@ func evalMapper(t *testing.T, src []byte, claims map[string]any) map[string]any 
 func TestBuiltinMappers(t *testing.T) {
 	// The identity the mapper produces must fit the built-in default schema.
 	c := jsonschema.NewCompiler()
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(builtinSchema(SchemaDefault)))
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(BuiltinSchema(SchemaDefault)))
 	if err != nil {
 		t.Fatal(err)
 	}

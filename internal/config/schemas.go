@@ -32,8 +32,9 @@ var schemaIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 // schemaFile is where the schema id is written, relative to the config dir.
 func schemaFile(id string) string { return path.Join("schemas", id+".schema.json") }
 
-// builtinSchema returns the embedded schema id.
-func builtinSchema(id string) []byte {
+// BuiltinSchema returns the embedded schema id (SchemaDefault or SchemaAdmin): what an injected
+// Kratos serves unless the pod names a schemas ConfigMap.
+func BuiltinSchema(id string) []byte {
 	b, err := builtin.ReadFile("builtin/schemas/" + id + ".schema.json")
 	if err != nil {
 		panic(fmt.Sprintf("built-in schema %s: %v", id, err)) // embedded at build time
@@ -48,8 +49,8 @@ func builtinSchema(id string) []byte {
 func (r *renderer) identity() (Identity, error) {
 	schemas := map[string][]byte{}
 	if r.spec.IdentitySchemas == "" {
-		schemas[SchemaDefault] = builtinSchema(SchemaDefault)
-		schemas[SchemaAdmin] = builtinSchema(SchemaAdmin)
+		schemas[SchemaDefault] = BuiltinSchema(SchemaDefault)
+		schemas[SchemaAdmin] = BuiltinSchema(SchemaAdmin)
 	} else {
 		cm, err := openConfigMap(r.opts.InputDir, r.spec.IdentitySchemas)
 		if err != nil {
@@ -64,7 +65,7 @@ func (r *renderer) identity() (Identity, error) {
 				r.spec.DefaultSchema, strings.Join(sortedKeys(schemas), ", "))
 		}
 		if _, ok := schemas[SchemaAdmin]; !ok {
-			schemas[SchemaAdmin] = builtinSchema(SchemaAdmin)
+			schemas[SchemaAdmin] = BuiltinSchema(SchemaAdmin)
 		}
 	}
 	if _, ok := schemas[r.spec.DefaultSchema]; !ok {

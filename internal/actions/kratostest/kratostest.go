@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/kratos-injector/kratos-injector/internal/config"
 	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
 	"net/http"
 	"os"
@@ -209,8 +210,9 @@ func WriteConfig(dir string) (string, error) {
 
 func writeConfig(dir string, pub, adm, smtp int) (string, error) {
 	files := map[string]string{
-		"default.schema.json": defaultSchema,
-		"admin.schema.json":   adminSchema,
+		// The schemas an injected Kratos ships, so the actions are tested against them.
+		"default.schema.json": string(config.BuiltinSchema(config.SchemaDefault)),
+		"admin.schema.json":   string(config.BuiltinSchema(config.SchemaAdmin)),
 		"code.schema.json":    codeSchema,
 		"oidc.jsonnet":        oidcMapper,
 	}
@@ -317,62 +319,6 @@ session:
 log:
   level: warning
   format: text
-`
-
-const defaultSchema = `{
-  "$id": "https://kratos-injector.io/schemas/default.json",
-  "$schema": "http://json-schema.org/draft-07/schema#",
-  "title": "Person",
-  "type": "object",
-  "properties": {
-    "traits": {
-      "type": "object",
-      "properties": {
-        "email": {
-          "type": "string", "format": "email", "title": "E-Mail", "minLength": 3, "maxLength": 320,
-          "ory.sh/kratos": {
-            "credentials": {"password": {"identifier": true}, "totp": {"account_name": true}},
-            "recovery": {"via": "email"},
-            "verification": {"via": "email"}
-          }
-        }
-      },
-      "required": ["email"],
-      "additionalProperties": false
-    }
-  }
-}
-`
-
-const adminSchema = `{
-  "$id": "https://kratos-injector.io/schemas/admin.json",
-  "$schema": "http://json-schema.org/draft-07/schema#",
-  "title": "Administrator",
-  "type": "object",
-  "properties": {
-    "traits": {
-      "type": "object",
-      "properties": {
-        "username": {
-          "type": "string", "title": "Username", "minLength": 1,
-          "ory.sh/kratos": {"credentials": {"password": {"identifier": true}}}
-        },
-        "email": {
-          "type": "string", "format": "email", "title": "E-Mail", "minLength": 3, "maxLength": 320,
-          "ory.sh/kratos": {
-            "credentials": {"password": {"identifier": true}, "totp": {"account_name": true}},
-            "recovery": {"via": "email"},
-            "verification": {"via": "email"}
-          }
-        },
-        "name": {"type": "string", "title": "Name"},
-        "phone_number": {"type": "string", "title": "Phone number"}
-      },
-      "required": ["username", "email"],
-      "additionalProperties": false
-    }
-  }
-}
 `
 
 // codeSchema makes the email a login identifier of the code (one-time code) method only: an
