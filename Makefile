@@ -33,7 +33,7 @@ unit: tools
 E2E_LOG ?= $(CURDIR)/_output/e2e.log
 e2e: build tools
 	@mkdir -p $(dir $(E2E_LOG))
-	@# One package (test/e2e/bed has no tests), so go test streams each test's progress.
+	@# One package (internal/testbed has no tests of its own), so go test streams each test's progress.
 	go test $(GO_TEST_FLAGS) -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/ 2>&1 | tee $(E2E_LOG)
 	@! grep -- '--- SKIP' $(E2E_LOG) || { echo "e2e: a test was skipped; a skip is a failure here"; exit 1; }
 
@@ -61,7 +61,7 @@ clean:
 
 ## image: the container image from the Dockerfile, tagged $(IMAGE). Needs docker (BuildKit) or a
 ## compatible engine, which this project's test machines lack: `make test` never runs it; the e2e
-## bed packs bin/webhook into an image of the same layout instead (test/e2e/bed/images.go).
+## bed packs bin/webhook into an image of the same layout instead (internal/testbed/images.go).
 IMAGE ?= ghcr.io/kratos-injector/kratos-injector:$(VERSION)
 .PHONY: image
 image:

@@ -29,13 +29,13 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
 
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // render builds a kustomization directory.
 func render(t *testing.T, dir string) []byte {
 	t.Helper()
-	y, err := bed.Kustomize(dir)
+	y, err := testbed.Kustomize(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -487,9 +487,9 @@ func TestDockerfileMatchesBed(t *testing.T) {
 	d := string(df)
 	for _, want := range []string{
 		"FROM gcr.io/distroless/static-debian12:nonroot",
-		`ENTRYPOINT ["` + bed.InjectorBinary + `"]`,
+		`ENTRYPOINT ["` + testbed.InjectorBinary + `"]`,
 		"USER 65532:65532",
-		"COPY --from=build /out/webhook " + bed.InjectorBinary,
+		"COPY --from=build /out/webhook " + testbed.InjectorBinary,
 		"CGO_ENABLED=0",
 		"go build -trimpath",
 		"./cmd/webhook",

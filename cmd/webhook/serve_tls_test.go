@@ -24,7 +24,7 @@ import (
 
 	"github.com/kratos-injector/kratos-injector/internal/inject"
 	"github.com/kratos-injector/kratos-injector/internal/selfsigned"
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // TestServeSelfSigned runs `webhook serve --tls-mode=self-signed` against a real API server:
@@ -34,12 +34,12 @@ import (
 // makes it serve a new certificate without a restart.
 func TestServeSelfSigned(t *testing.T) {
 	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
-	b, err := bed.New("")
+	b, err := testbed.New("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	cp, err := b.StartControlPlane(bed.ControlPlaneOptions{})
+	cp, err := b.StartControlPlane(testbed.ControlPlaneOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

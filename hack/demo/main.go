@@ -19,8 +19,8 @@ import (
 	kratos "github.com/ory/kratos-client-go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kratos-injector/kratos-injector/internal/target"
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/instance"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 func main() {
@@ -38,7 +38,7 @@ func step(format string, a ...any) { fmt.Printf("\n==> "+format+"\n", a...) }
 
 func run(ctx context.Context) error {
 	start := time.Now()
-	b, err := bed.New("")
+	b, err := testbed.New("")
 	if err != nil {
 		return err
 	}
@@ -52,28 +52,28 @@ func run(ctx context.Context) error {
 		return err
 	}
 	const nodeName = "demo-node"
-	cp, err := b.StartControlPlane(bed.ControlPlaneOptions{Controllers: true, NodeNames: []string{nodeName}})
+	cp, err := b.StartControlPlane(testbed.ControlPlaneOptions{Controllers: true, NodeNames: []string{nodeName}})
 	if err != nil {
 		return err
 	}
-	webhookBin, err := bed.ProjectBin("webhook")
+	webhookBin, err := testbed.ProjectBin("webhook")
 	if err != nil {
 		return err
 	}
-	node, err := b.StartNode(cp, nw, bed.NodeOptions{Name: nodeName, WebhookBinary: webhookBin})
+	node, err := b.StartNode(cp, nw, testbed.NodeOptions{Name: nodeName, WebhookBinary: webhookBin})
 	if err != nil {
 		return err
 	}
-	pg, err := b.StartPostgres(bed.PostgresOptions{ExtraListen: []string{nw.Gateway}, ExtraCIDRs: []string{bed.BridgeCIDR}})
+	pg, err := b.StartPostgres(testbed.PostgresOptions{ExtraListen: []string{nw.Gateway}, ExtraCIDRs: []string{testbed.BridgeCIDR}})
 	if err != nil {
 		return err
 	}
-	mail, err := b.StartMailpit(bed.MailpitOptions{SMTPListen: nw.Gateway})
+	mail, err := b.StartMailpit(testbed.MailpitOptions{SMTPListen: nw.Gateway})
 	if err != nil {
 		return err
 	}
 	step("running the injector (bin/webhook serve) and registering its MutatingWebhookConfiguration")
-	if _, err := b.StartInjector(cp, bed.InjectorOptions{Name: "kratos-injector"}); err != nil {
+	if _, err := b.StartInjector(cp, testbed.InjectorOptions{Name: "kratos-injector"}); err != nil {
 		return err
 	}
 	db, err := pg.NewDatabase(ctx, "demo", "")
@@ -83,9 +83,9 @@ func run(ctx context.Context) error {
 	vars := map[string]string{
 		"POSTGRES_HOST": node.IP, "POSTGRES_PORT": fmt.Sprint(db.Port), "POSTGRES_USER": db.User,
 		"POSTGRES_PASSWORD": db.Password, "POSTGRES_DB": db.Name,
-		"SMTP_HOST": mail.SMTPHost, "SMTP_PORT": fmt.Sprint(mail.SMTPPort), "APP_IMAGE": bed.BusyboxImage,
+		"SMTP_HOST": mail.SMTPHost, "SMTP_PORT": fmt.Sprint(mail.SMTPPort), "APP_IMAGE": testbed.BusyboxImage,
 	}
-	root, err := bed.RepoRoot()
+	root, err := testbed.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func run(ctx context.Context) error {
 			return err
 		}
 	}
-	plugin, err := bed.ProjectBin("kubectl-kratos")
+	plugin, err := testbed.ProjectBin("kubectl-kratos")
 	if err != nil {
 		return err
 	}
@@ -110,7 +110,7 @@ func run(ctx context.Context) error {
 		return cmd.Run()
 	}
 	step("waiting for the injected pod: Kratos runs but waits for its database to be migrated")
-	pod, err := waitPod(ctx, cp, func(p *bed.PodView) bool { return p.Running })
+	pod, err := waitPod(ctx, cp, func(p *testbed.PodView) bool { return p.Running })
 	if err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func run(ctx context.Context) error {
 	if err := kubectl("migrate"); err != nil {
 		return err
 	}
-	if _, err := bed.WaitPodReady(ctx, cp.Client, "default", pod, 3*time.Minute); err != nil {
+	if _, err := testbed.WaitPodReady(ctx, cp.Client, "default", pod, 3*time.Minute); err != nil {
 		return err
 	}
 	for _, args := range [][]string{
@@ -146,13 +146,13 @@ func run(ctx context.Context) error {
 	return nil
 }
 
-func waitPod(ctx context.Context, cp *bed.ControlPlane, ok func(*bed.PodView) bool) (string, error) {
+func waitPod(ctx context.Context, cp *testbed.ControlPlane, ok func(*testbed.PodView) bool) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	for {
 		list, err := cp.Client.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=shop"})
 		if err == nil && len(list.Items) > 0 {
-			v := bed.View(&list.Items[0])
+			v := testbed.View(&list.Items[0])
 			if ok(v) {
 				return list.Items[0].Name, nil
 			}
@@ -163,18 +163,18 @@ func waitPod(ctx context.Context, cp *bed.ControlPlane, ok func(*bed.PodView) bo
 			if err == nil && len(list.Items) > 0 {
 				name = list.Items[0].Name
 			}
-			return "", fmt.Errorf("injected pod not running:\n%s", bed.PodReport(context.Background(), cp.Client, "default", name))
+			return "", fmt.Errorf("injected pod not running:\n%s", testbed.PodReport(context.Background(), cp.Client, "default", name))
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
 }
 
-func recoveryMail(ctx context.Context, cp *bed.ControlPlane, podName string, mail *bed.Mailpit) error {
+func recoveryMail(ctx context.Context, cp *testbed.ControlPlane, podName string, mail *testbed.Mailpit) error {
 	pod, err := cp.Client.CoreV1().Pods("default").Get(ctx, podName, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
-	fw, err := target.PortForward(ctx, cp.Config, cp.Client, pod, 4433)
+	fw, err := instance.PortForward(ctx, cp.Config, cp.Client, pod, 4433)
 	if err != nil {
 		return err
 	}

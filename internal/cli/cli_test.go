@@ -21,8 +21,9 @@ import (
 
 	"github.com/kratos-injector/kratos-injector/internal/actions/kratostest"
 	"github.com/kratos-injector/kratos-injector/internal/cli"
-	"github.com/kratos-injector/kratos-injector/internal/target"
-	"github.com/kratos-injector/kratos-injector/internal/target/clustertest"
+	"github.com/kratos-injector/kratos-injector/internal/inject"
+	"github.com/kratos-injector/kratos-injector/internal/instance"
+	"github.com/kratos-injector/kratos-injector/internal/instance/clustertest"
 )
 
 // The plugin runs in-process against a real Kratos v1.3.1, reached either directly
@@ -90,9 +91,9 @@ func kratos(t testing.TB) *kratostest.Server {
 	return kratosSrv
 }
 
-// instance creates a namespace with one injected, Ready pod (web-7d9f of instance web) on the
+// readyInstance creates a namespace with one injected, Ready pod (web-7d9f of instance web) on the
 // kwok node, whose admin port leads to the real Kratos; it returns the namespace and the pod.
-func instance(t *testing.T) (string, *corev1.Pod) {
+func readyInstance(t *testing.T) (string, *corev1.Pod) {
 	t.Helper()
 	srv := kratos(t)
 	ns := cluster.Namespace(t, "shop")
@@ -108,7 +109,7 @@ func waitForward(t *testing.T, pod *corev1.Pod, path string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		f, err := target.PortForward(clustertest.Context(t), cluster.Config("admin"), cluster.Client, pod, 4434)
+		f, err := instance.PortForward(clustertest.Context(t), cluster.Config("admin"), cluster.Client, pod, 4434)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +177,7 @@ func operator(t *testing.T, ns, user string) {
 // server's port-forward to the real Kratos, as bob, who may only list pods and create
 // port-forwards there.
 func TestIdentityLifecycleThroughPortForward(t *testing.T) {
-	ns, pod := instance(t)
+	ns, pod := readyInstance(t)
 	operator(t, ns, "bob")
 	g := []string{"--kubeconfig", cluster.Kubeconfig(t, "bob", ns)}
 	email := mail("ada")
@@ -316,7 +317,7 @@ func TestIdentityLifecycleThroughPortForward(t *testing.T) {
 }
 
 func TestPasswordFromSecret(t *testing.T) {
-	ns, _ := instance(t)
+	ns, _ := readyInstance(t)
 	_, err := cluster.Client.CoreV1().Secrets(ns).Create(clustertest.Context(t), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ada-pw"},
 		Data: map[string][]byte{"password": []byte(password + "\n"), "other": []byte("x")}}, metav1.CreateOptions{})
 	if err != nil {
@@ -468,7 +469,7 @@ func TestMigrate(t *testing.T) {
 	p := clustertest.Pod(ns, "web-1", "web")
 	p.Spec.InitContainers[1].Args = []string{"serve", "-c", cfg, "--watch-courier"}
 	p = cluster.PodWithStatus(t, p, unmigrated(), false)
-	cluster.Exec(t, p, clustertest.ExecTarget{Containers: []string{target.KratosContainer}, WorkDir: dir,
+	cluster.Exec(t, p, clustertest.ExecTarget{Containers: []string{inject.ContainerKratos}, WorkDir: dir,
 		Env: map[string]string{"PATH": kratosPath + ":/usr/local/bin:/usr/bin:/bin"}})
 	waitExec(t, p)
 	cluster.Grant(t, ns, "kratos-migrator", "alice",
@@ -533,7 +534,7 @@ func waitExec(t *testing.T, pod *corev1.Pod) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		err := target.Exec(clustertest.Context(t), cluster.Config("admin"), cluster.Client, pod, target.KratosContainer,
+		err := instance.Exec(clustertest.Context(t), cluster.Config("admin"), cluster.Client, pod, inject.ContainerKratos,
 			[]string{"kratos", "version"}, &bytes.Buffer{}, &bytes.Buffer{})
 		if err == nil {
 			return

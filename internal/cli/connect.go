@@ -17,7 +17,7 @@ import (
 
 	"github.com/kratos-injector/kratos-injector/internal/actions"
 	"github.com/kratos-injector/kratos-injector/internal/config"
-	"github.com/kratos-injector/kratos-injector/internal/target"
+	"github.com/kratos-injector/kratos-injector/internal/instance"
 )
 
 // Validate checks the global flags (no network).
@@ -82,8 +82,8 @@ func (g *Globals) kube() (*kube, error) {
 }
 
 // findInstance finds the instance the global flags select.
-func (g *Globals) findInstance(ctx context.Context, k *kube) (*target.Instance, error) {
-	return target.Find(ctx, k.clientset, target.Selector{Namespace: k.namespace, Instance: g.Instance, LabelSelector: g.Selector})
+func (g *Globals) findInstance(ctx context.Context, k *kube) (*instance.Instance, error) {
+	return instance.Find(ctx, k.clientset, instance.Selector{Namespace: k.namespace, Instance: g.Instance, LabelSelector: g.Selector})
 }
 
 // admin is an admin API client for the duration of one command.
@@ -136,7 +136,7 @@ func (g *Globals) connectAdmin(ctx context.Context) (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	fw, err := target.PortForward(ctx, k.config, k.clientset, pod, config.AdminPort)
+	fw, err := instance.PortForward(ctx, k.config, k.clientset, pod, config.AdminPort)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,8 @@ import (
 
 	"github.com/kratos-injector/kratos-injector/internal/actions"
 	"github.com/kratos-injector/kratos-injector/internal/config"
-	"github.com/kratos-injector/kratos-injector/internal/target"
+	"github.com/kratos-injector/kratos-injector/internal/inject"
+	"github.com/kratos-injector/kratos-injector/internal/instance"
 )
 
 // MigrateOptions are `migrate`.
@@ -72,8 +73,8 @@ func (o *MigrateOptions) Run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	start := time.Now()
-	err = target.Exec(ctx, k.config, k.clientset, pod, target.KratosContainer, cmd, o.g.Streams.Out, o.g.Streams.ErrOut)
-	var ee *target.ExitError
+	err = instance.Exec(ctx, k.config, k.clientset, pod, inject.ContainerKratos, cmd, o.g.Streams.Out, o.g.Streams.ErrOut)
+	var ee *instance.ExitError
 	switch {
 	case errors.As(err, &ee):
 		return fmt.Errorf("migration failed in pod %s: kratos migrate exited with status %d (its output is above)", pod.Name, ee.Code)
@@ -91,7 +92,7 @@ func (o *MigrateOptions) Run(ctx context.Context) error {
 func kratosConfigPath(pod *corev1.Pod) string {
 	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range list {
-			if c.Name != target.KratosContainer {
+			if c.Name != inject.ContainerKratos {
 				continue
 			}
 			argv := append(append([]string{}, c.Command...), c.Args...)

@@ -8,10 +8,10 @@ import (
 
 	"github.com/kratos-injector/kratos-injector/internal/config"
 	"github.com/kratos-injector/kratos-injector/internal/inject"
-	"github.com/kratos-injector/kratos-injector/internal/target"
+	"github.com/kratos-injector/kratos-injector/internal/instance"
 )
 
-// Reasons `status` gives for an unready pod, beyond what target.NotReadyReason says.
+// Reasons `status` gives for an unready pod, beyond what instance.NotReadyReason says.
 const (
 	reasonNotMigrated = "database not migrated: run kubectl kratos migrate"
 	reasonRender      = "render failed: "
@@ -57,7 +57,7 @@ func podIsReady(p *corev1.Pod) bool {
 // notReadyReason says why an injected pod is not Ready, the injector's own failures first:
 // the render init container's error line (a missing Secret or key), a failing migration, a
 // crashing container with its last message, a Kratos waiting for `kubectl kratos migrate`;
-// else what target.NotReadyReason reads from the pod's status.
+// else what instance.NotReadyReason reads from the pod's status.
 func notReadyReason(p *corev1.Pod, migrate string) string {
 	if p.DeletionTimestamp != nil {
 		return "terminating"
@@ -92,7 +92,7 @@ func notReadyReason(p *corev1.Pod, migrate string) string {
 	if s := containerStatus(p, inject.ContainerKratos); s != nil && s.State.Running != nil && !probePassed(s) && migrate == config.MigrateManual {
 		return reasonNotMigrated
 	}
-	return target.NotReadyReason(p)
+	return instance.NotReadyReason(p)
 }
 
 // probePassed reports whether the container's startup probe passed (readiness when the

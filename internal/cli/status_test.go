@@ -22,7 +22,7 @@ import (
 
 	"github.com/kratos-injector/kratos-injector/internal/cli"
 	"github.com/kratos-injector/kratos-injector/internal/inject"
-	"github.com/kratos-injector/kratos-injector/internal/target/clustertest"
+	"github.com/kratos-injector/kratos-injector/internal/instance/clustertest"
 )
 
 // injectedPod is what the webhook makes of a labelled pod named name of instance with the

@@ -27,7 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // clock is a settable clock for the manager.
@@ -140,9 +140,9 @@ func matchAll(got string, want []string) bool {
 // The API server tests share one control plane (etcd + kube-apiserver, RBAC on).
 var (
 	cpOnce sync.Once
-	cp     *bed.ControlPlane
+	cp     *testbed.ControlPlane
 	cpErr  error
-	theBed *bed.Bed
+	theBed *testbed.Bed
 )
 
 func TestMain(m *testing.M) {
@@ -153,11 +153,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func controlPlane(t *testing.T) *bed.ControlPlane {
+func controlPlane(t *testing.T) *testbed.ControlPlane {
 	t.Helper()
 	cpOnce.Do(func() {
-		if theBed, cpErr = bed.New(""); cpErr == nil {
-			cp, cpErr = theBed.StartControlPlane(bed.ControlPlaneOptions{})
+		if theBed, cpErr = testbed.New(""); cpErr == nil {
+			cp, cpErr = theBed.StartControlPlane(testbed.ControlPlaneOptions{})
 		}
 	})
 	if cpErr != nil {
@@ -225,7 +225,7 @@ func decodeFile(t *testing.T, path string) []runtime.Object {
 }
 
 // asServiceAccount acts as the webhook's ServiceAccount, with only what rbac.yaml grants it.
-func asServiceAccount(t *testing.T, cp *bed.ControlPlane) kubernetes.Interface {
+func asServiceAccount(t *testing.T, cp *testbed.ControlPlane) kubernetes.Interface {
 	t.Helper()
 	cfg := rest.CopyConfig(cp.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{

@@ -21,7 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // A Deployment's pod is created by the real controllers, scheduled by the real scheduler onto the
@@ -40,7 +40,7 @@ func TestBedDeploymentRunsOnKwok(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Labels: lbl},
 				Spec: corev1.PodSpec{
 					NodeSelector: map[string]string{"type": "kwok"},
-					Tolerations:  []corev1.Toleration{bed.KwokToleration},
+					Tolerations:  []corev1.Toleration{testbed.KwokToleration},
 					Containers:   []corev1.Container{{Name: "app", Image: "example.invalid/app:1"}},
 				},
 			},
@@ -84,7 +84,7 @@ func TestBedWebhookObjectSelector(t *testing.T) {
 		_ = json.NewEncoder(w).Encode(review)
 	})
 	defer srv.Close()
-	_, err := s.CP.RegisterWebhook(context.Background(), bed.WebhookOptions{
+	_, err := s.CP.RegisterWebhook(context.Background(), testbed.WebhookOptions{
 		Name: "smoke-" + ns, URL: url + "/mutate", CABundle: s.CP.CA.CertPEM,
 		ObjectSelector:    &metav1.LabelSelector{MatchLabels: map[string]string{"smoke-inject": "true"}},
 		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns}},
@@ -94,7 +94,7 @@ func TestBedWebhookObjectSelector(t *testing.T) {
 	}
 	pod := func(name string, labelled bool) *corev1.Pod {
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: corev1.PodSpec{
-			NodeName: s.KwokNode, Tolerations: []corev1.Toleration{bed.KwokToleration},
+			NodeName: s.KwokNode, Tolerations: []corev1.Toleration{testbed.KwokToleration},
 			Containers: []corev1.Container{{Name: "app", Image: "example.invalid/app:1"}},
 		}}
 		if labelled {
@@ -141,7 +141,7 @@ func TestBedWebhookObjectSelector(t *testing.T) {
 }
 
 // serveTLS runs an in-process HTTPS server on 127.0.0.1 with a certificate from the bed's CA.
-func serveTLS(t testing.TB, ca *bed.CA, h http.HandlerFunc) (*http.Server, string) {
+func serveTLS(t testing.TB, ca *testbed.CA, h http.HandlerFunc) (*http.Server, string) {
 	t.Helper()
 	cfg, err := ca.TLSConfig("127.0.0.1")
 	if err != nil {
@@ -202,7 +202,7 @@ courier:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	k, err := b.StartKratos(ctx, bed.KratosOptions{Name: "kratos-smoke", ConfigFile: cfgPath, Migrate: true, Dev: true, WatchCourier: true})
+	k, err := b.StartKratos(ctx, testbed.KratosOptions{Name: "kratos-smoke", ConfigFile: cfgPath, Migrate: true, Dev: true, WatchCourier: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,8 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kratos-injector/kratos-injector/internal/inject"
-	"github.com/kratos-injector/kratos-injector/internal/target"
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/instance"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 const injectLabel = "kratos-injector.io/inject"
@@ -25,7 +25,7 @@ func kwokPod(name string, labels, annotations map[string]string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: annotations},
 		Spec: corev1.PodSpec{
-			NodeName: "kwok-0", Tolerations: []corev1.Toleration{bed.KwokToleration},
+			NodeName: "kwok-0", Tolerations: []corev1.Toleration{testbed.KwokToleration},
 			Containers: []corev1.Container{{Name: "app", Image: "example.invalid/app:1"}},
 		},
 	}
@@ -49,7 +49,7 @@ func deployment(name string, replicas int32, labels, annotations map[string]stri
 
 func kwokSpec() corev1.PodSpec {
 	return corev1.PodSpec{
-		NodeSelector: map[string]string{"type": "kwok"}, Tolerations: []corev1.Toleration{bed.KwokToleration},
+		NodeSelector: map[string]string{"type": "kwok"}, Tolerations: []corev1.Toleration{testbed.KwokToleration},
 		Containers: []corev1.Container{{Name: "app", Image: "example.invalid/app:1"}},
 	}
 }
@@ -136,7 +136,7 @@ func TestInjectDenialAndIdempotence(t *testing.T) {
 
 	// Inject offline with the same core, then create: the webhook sees our status and leaves it.
 	pre := kwokPod("pre", map[string]string{injectLabel: "true"}, nil)
-	injected, err := inject.Inject(pre, ns, inject.Options{InjectorImage: bed.InjectorImage, KratosImage: bed.KratosImage})
+	injected, err := inject.Inject(pre, ns, inject.Options{InjectorImage: testbed.InjectorImage, KratosImage: testbed.KratosImage})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,11 +160,11 @@ func TestInjectDenialAndIdempotence(t *testing.T) {
 }
 
 // realNodeSpec runs on the bed's real node: busybox app, the project's and Kratos's images.
-func realNodeSpec(n *bed.Node) corev1.PodSpec {
+func realNodeSpec(n *testbed.Node) corev1.PodSpec {
 	return corev1.PodSpec{
 		NodeSelector:                  map[string]string{"kubernetes.io/hostname": n.Name},
 		TerminationGracePeriodSeconds: ptr(int64(1)),
-		Containers: []corev1.Container{{Name: "app", Image: bed.BusyboxImage,
+		Containers: []corev1.Container{{Name: "app", Image: testbed.BusyboxImage,
 			Command: []string{"sh", "-c", "exec sleep 3600"}}},
 	}
 }
@@ -183,7 +183,7 @@ func TestInjectedPodRunsSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := readyPod(t, ctx, s, ns, "app=notes")
-	fw, err := target.PortForward(ctx, s.CP.Config, s.CP.Client, pod, 4434)
+	fw, err := instance.PortForward(ctx, s.CP.Config, s.CP.Client, pod, 4434)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestInjectedPodRunsSQLite(t *testing.T) {
 		t.Errorf("/admin/health/ready: %q", body)
 	}
 	// The rendered config is what Kratos runs: the built-in schemas are served.
-	pub, err := target.PortForward(ctx, s.CP.Config, s.CP.Client, pod, 4433)
+	pub, err := instance.PortForward(ctx, s.CP.Config, s.CP.Client, pod, 4433)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func readyPod(t testing.TB, ctx context.Context, s *stack, ns, selector string) 
 		}
 		return nil
 	})
-	pod, err := bed.WaitPodReady(ctx, s.CP.Client, ns, pods[0].Name, 3*time.Minute)
+	pod, err := testbed.WaitPodReady(ctx, s.CP.Client, ns, pods[0].Name, 3*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,12 +278,12 @@ func TestInjectedPodRunsPostgresSMTPIdP(t *testing.T) {
 	if n, err := p.SQL(ctx, db.Name, "select count(*) from information_schema.tables where table_name = 'identities'"); err != nil || n != "1" {
 		t.Fatalf("Kratos's tables in %s: %q %v (the migrate init container did not migrate the bed's Postgres)", db.Name, n, err)
 	}
-	adminFw, err := target.PortForward(ctx, s.CP.Config, s.CP.Client, pod, 4434)
+	adminFw, err := instance.PortForward(ctx, s.CP.Config, s.CP.Client, pod, 4434)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer adminFw.Close()
-	pubFw, err := target.PortForward(ctx, s.CP.Config, s.CP.Client, pod, 4433)
+	pubFw, err := instance.PortForward(ctx, s.CP.Config, s.CP.Client, pod, 4433)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +338,7 @@ func TestInjectedPodRunsPostgresSMTPIdP(t *testing.T) {
 	}
 	msg, err := m.WaitMessageTo(ctx, email)
 	if err != nil {
-		t.Fatalf("%v\n%s", err, bed.PodReport(ctx, s.CP.Client, ns, pod.Name))
+		t.Fatalf("%v\n%s", err, testbed.PodReport(ctx, s.CP.Client, ns, pod.Name))
 	}
 	if msg.From.Address != "identity@bed.example" || msg.From.Name != "Bed Identity" {
 		t.Errorf("recovery mail from %q <%s>, want the sender annotation", msg.From.Name, msg.From.Address)
@@ -375,7 +375,7 @@ func TestInjectedPodMissingSecretKey(t *testing.T) {
 		return nil
 	})
 	var msg string
-	pod, err := bed.WaitPod(ctx, s.CP.Client, ns, pods[0].Name, 2*time.Minute, "failed in kratos-config", func(p *corev1.Pod) bool {
+	pod, err := testbed.WaitPod(ctx, s.CP.Client, ns, pods[0].Name, 2*time.Minute, "failed in kratos-config", func(p *corev1.Pod) bool {
 		for _, st := range p.Status.InitContainerStatuses {
 			if st.Name != inject.ContainerConfig {
 				continue
@@ -392,7 +392,7 @@ func TestInjectedPodMissingSecretKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bed.IsReady(pod) {
+	if testbed.IsReady(pod) {
 		t.Error("pod is Ready with a missing Secret key")
 	}
 	for _, want := range []string{`"pg-incomplete"`, `"password"`} {

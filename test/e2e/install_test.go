@@ -27,7 +27,7 @@ import (
 
 	"github.com/kratos-injector/kratos-injector/internal/inject"
 	"github.com/kratos-injector/kratos-injector/internal/selfsigned"
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // The install tests apply the product's own manifests (manifests/) to the bed. The installed
@@ -96,7 +96,7 @@ patches:
               value: kubernetes.default.svc
             - name: KUBERNETES_SERVICE_PORT
               value: "%[4]d"
-%[5]s`, bed.KratosImage, n.Name, relay.host, relay.port, narrowToInstallNamespaces))
+%[5]s`, testbed.KratosImage, n.Name, relay.host, relay.port, narrowToInstallNamespaces))
 
 	appNS := installNamespace(t, s, "install-app")
 	t.Cleanup(func() { installUninstall(t, s, appNS) })
@@ -109,7 +109,7 @@ patches:
 	pods := installWaitReady(t, ctx, s, installNS, installWebhookPods, 2, 3*time.Minute)
 	t.Logf("webhook pods Ready %s after apply (relay carried %d API connections)", time.Since(applied).Round(time.Millisecond), relay.conns.Load())
 	for _, p := range pods {
-		if p.Spec.NodeName != n.Name || p.Spec.Containers[0].Image != bed.InjectorImage {
+		if p.Spec.NodeName != n.Name || p.Spec.Containers[0].Image != testbed.InjectorImage {
 			t.Errorf("webhook pod %s on %q image %q, want the project's image on the real node", p.Name, p.Spec.NodeName, p.Spec.Containers[0].Image)
 		}
 	}
@@ -200,7 +200,7 @@ func TestInstallCertManager(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	start := time.Now()
-	root, err := bed.RepoRoot()
+	root, err := testbed.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func renderInstall(t *testing.T, overlay, extra string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name, tag, _ := strings.Cut(bed.InjectorImage, ":")
+	name, tag, _ := strings.Cut(testbed.InjectorImage, ":")
 	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -291,7 +291,7 @@ replacements:
 		t.Fatal(err)
 	}
 	out := installKustomize(t, dir)
-	if !bytes.Contains(out, []byte("value: "+bed.InjectorImage)) {
+	if !bytes.Contains(out, []byte("value: "+testbed.InjectorImage)) {
 		t.Fatalf("INJECTOR_IMAGE is not the bed's image in the rendered overlay:\n%s", out)
 	}
 	return out
@@ -299,7 +299,7 @@ replacements:
 
 func installKustomize(t *testing.T, dir string) []byte {
 	t.Helper()
-	y, err := bed.Kustomize(dir)
+	y, err := testbed.Kustomize(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +308,7 @@ func installKustomize(t *testing.T, dir string) []byte {
 
 func installManifestsDir(t *testing.T, overlay string) string {
 	t.Helper()
-	root, err := bed.RepoRoot()
+	root, err := testbed.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,7 +450,7 @@ func installWaitReady(t *testing.T, ctx context.Context, s *stack, ns, sel strin
 		if err == nil {
 			var ready []corev1.Pod
 			for i := range list.Items {
-				if p := &list.Items[i]; p.DeletionTimestamp == nil && bed.IsReady(p) {
+				if p := &list.Items[i]; p.DeletionTimestamp == nil && testbed.IsReady(p) {
 					ready = append(ready, *p)
 				}
 			}
@@ -473,7 +473,7 @@ func installWebhookReport(ctx context.Context, s *stack) string {
 	}
 	var b strings.Builder
 	for _, p := range list.Items {
-		fmt.Fprintf(&b, "pod %s:\n%s", p.Name, bed.PodReport(ctx, s.CP.Client, installNS, p.Name))
+		fmt.Fprintf(&b, "pod %s:\n%s", p.Name, testbed.PodReport(ctx, s.CP.Client, installNS, p.Name))
 	}
 	if len(list.Items) == 0 {
 		evs, _ := s.CP.Client.CoreV1().Events(installNS).List(context.WithoutCancel(ctx), metav1.ListOptions{})
@@ -595,7 +595,7 @@ func installQuietClient(t *testing.T, s *stack) kubernetes.Interface {
 func installProbePod() *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Labels: map[string]string{injectLabel: "true"}},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: bed.BusyboxImage}}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: testbed.BusyboxImage}}},
 	}
 }
 
@@ -636,7 +636,7 @@ func installAdmissionProbe(ctx context.Context, c kubernetes.Interface, ns strin
 
 // deployInjected creates a labelled Deployment on the real node and waits for its Kratos to be
 // Ready, with the images the installed webhook was given.
-func installDeployInjected(t *testing.T, ctx context.Context, s *stack, n *bed.Node, ns, name string) {
+func installDeployInjected(t *testing.T, ctx context.Context, s *stack, n *testbed.Node, ns, name string) {
 	t.Helper()
 	dep := deployment(name, 1, map[string]string{injectLabel: "true"}, nil, realNodeSpec(n))
 	if _, err := s.CP.Client.AppsV1().Deployments(ns).Create(ctx, dep, createOpts); err != nil {
@@ -647,9 +647,9 @@ func installDeployInjected(t *testing.T, ctx context.Context, s *stack, n *bed.N
 	for _, c := range pod.Spec.InitContainers {
 		images[c.Name] = c.Image
 	}
-	if images[inject.ContainerConfig] != bed.InjectorImage || images[inject.ContainerKratos] != bed.KratosImage {
+	if images[inject.ContainerConfig] != testbed.InjectorImage || images[inject.ContainerKratos] != testbed.KratosImage {
 		t.Errorf("pod %s init container images %v, want %s=%s and %s=%s", pod.Name, images,
-			inject.ContainerConfig, bed.InjectorImage, inject.ContainerKratos, bed.KratosImage)
+			inject.ContainerConfig, testbed.InjectorImage, inject.ContainerKratos, testbed.KratosImage)
 	}
 	if pod.Annotations[inject.AnnotationStatus] == "" {
 		t.Errorf("pod %s has no %s annotation", pod.Name, inject.AnnotationStatus)

@@ -11,31 +11,31 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // stack is the bed shared by the tests of this package: starting a control plane costs seconds,
 // so each test works in its own namespace of one cluster instead.
 type stack struct {
-	Bed  *bed.Bed
-	CP   *bed.ControlPlane
-	Kwok *bed.Kwok
+	Bed  *testbed.Bed
+	CP   *testbed.ControlPlane
+	Kwok *testbed.Kwok
 	// KwokNode is a fake node for pods that need not run.
 	KwokNode string
 }
 
 var (
-	sharedBed  *bed.Bed
+	sharedBed  *testbed.Bed
 	bedOnce    sync.Once
 	bedErr     error
 	clusterMu  sync.Mutex
 	clusterSt  *stack
 	clusterErr error
 	pgOnce     sync.Once
-	pg         *bed.Postgres
+	pg         *testbed.Postgres
 	pgErr      error
 	mailOnce   sync.Once
-	mail       *bed.Mailpit
+	mail       *testbed.Mailpit
 	mailErr    error
 )
 
@@ -49,10 +49,10 @@ func TestMain(m *testing.M) {
 
 // theBed creates the shared bed and its host network (the real node's bridge, on which Postgres
 // and Mailpit also listen so pods can reach them).
-func theBed(t testing.TB) *bed.Bed {
+func theBed(t testing.TB) *testbed.Bed {
 	t.Helper()
 	bedOnce.Do(func() {
-		sharedBed, bedErr = bed.New("")
+		sharedBed, bedErr = testbed.New("")
 		if bedErr == nil {
 			network, bedErr = sharedBed.SetupNetwork()
 		}
@@ -64,14 +64,14 @@ func theBed(t testing.TB) *bed.Bed {
 }
 
 var (
-	network  *bed.Network
+	network  *testbed.Network
 	nodeMu   sync.Mutex
-	realNode *bed.Node
+	realNode *testbed.Node
 	nodeErr  error
 )
 
 // node returns the shared real node (kubelet + containerd), starting it on first use.
-func node(t testing.TB) (*stack, *bed.Node) {
+func node(t testing.TB) (*stack, *testbed.Node) {
 	t.Helper()
 	s := cluster(t)
 	nodeMu.Lock()
@@ -79,9 +79,9 @@ func node(t testing.TB) (*stack, *bed.Node) {
 	if realNode == nil && nodeErr == nil {
 		start := time.Now()
 		var webhook string
-		webhook, nodeErr = bed.ProjectBin("webhook")
+		webhook, nodeErr = testbed.ProjectBin("webhook")
 		if nodeErr == nil {
-			realNode, nodeErr = s.Bed.StartNode(s.CP, network, bed.NodeOptions{Name: realNodeNames[0], WebhookBinary: webhook})
+			realNode, nodeErr = s.Bed.StartNode(s.CP, network, testbed.NodeOptions{Name: realNodeNames[0], WebhookBinary: webhook})
 		}
 		if nodeErr == nil {
 			t.Logf("real node %s Ready in %s", realNode.Name, time.Since(start).Round(time.Millisecond))
@@ -110,9 +110,9 @@ func cluster(t testing.TB) *stack {
 	return clusterSt
 }
 
-func startCluster(t testing.TB, b *bed.Bed) (*stack, error) {
+func startCluster(t testing.TB, b *testbed.Bed) (*stack, error) {
 	start := time.Now()
-	cp, err := b.StartControlPlane(bed.ControlPlaneOptions{Controllers: true, NodeNames: realNodeNames})
+	cp, err := b.StartControlPlane(testbed.ControlPlaneOptions{Controllers: true, NodeNames: realNodeNames})
 	if err != nil {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
@@ -132,7 +132,7 @@ func startCluster(t testing.TB, b *bed.Bed) (*stack, error) {
 // realNodeNames are the real kubelet nodes the control plane gives an identity to.
 var realNodeNames = []string{"bed-node"}
 
-func postgres(t testing.TB) *bed.Postgres {
+func postgres(t testing.TB) *testbed.Postgres {
 	t.Helper()
 	b := theBed(t)
 	pgOnce.Do(func() { pg, pgErr = b.StartPostgres(postgresOptions()) })
@@ -142,7 +142,7 @@ func postgres(t testing.TB) *bed.Postgres {
 	return pg
 }
 
-func mailpit(t testing.TB) *bed.Mailpit {
+func mailpit(t testing.TB) *testbed.Mailpit {
 	t.Helper()
 	b := theBed(t)
 	mailOnce.Do(func() { mail, mailErr = b.StartMailpit(mailpitOptions()) })
@@ -154,10 +154,12 @@ func mailpit(t testing.TB) *bed.Mailpit {
 
 // postgresOptions and mailpitOptions are where the real node (when present) adds its bridge
 // address so pods can reach the servers.
-func postgresOptions() bed.PostgresOptions {
-	return bed.PostgresOptions{ExtraListen: []string{network.Gateway}, ExtraCIDRs: []string{bed.BridgeCIDR}}
+func postgresOptions() testbed.PostgresOptions {
+	return testbed.PostgresOptions{ExtraListen: []string{network.Gateway}, ExtraCIDRs: []string{testbed.BridgeCIDR}}
 }
-func mailpitOptions() bed.MailpitOptions { return bed.MailpitOptions{SMTPListen: network.Gateway} }
+func mailpitOptions() testbed.MailpitOptions {
+	return testbed.MailpitOptions{SMTPListen: network.Gateway}
+}
 
 // namespace creates a fresh namespace for one test.
 func namespace(t testing.TB, s *stack, prefix string) string {

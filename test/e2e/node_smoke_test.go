@@ -15,8 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/kratos-injector/kratos-injector/internal/target"
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/instance"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // smokeKratosConfig runs Kratos on SQLite in the pod's in-memory emptyDir; the public port on
@@ -65,18 +65,18 @@ func TestNodeNativeSidecarExecPortForward(t *testing.T) {
 		Spec: corev1.PodSpec{
 			NodeName: n.Name,
 			InitContainers: []corev1.Container{
-				{Name: "init", Image: bed.BusyboxImage, Command: []string{"sh", "-c", "date +%s > /var/lib/sqlite/init-ran"},
+				{Name: "init", Image: testbed.BusyboxImage, Command: []string{"sh", "-c", "date +%s > /var/lib/sqlite/init-ran"},
 					VolumeMounts: mounts[1:]},
-				{Name: "migrate", Image: bed.KratosImage, Args: []string{"migrate", "sql", "-e", "--yes", "-c", "/etc/config/kratos.yaml"},
+				{Name: "migrate", Image: testbed.KratosImage, Args: []string{"migrate", "sql", "-e", "--yes", "-c", "/etc/config/kratos.yaml"},
 					VolumeMounts: mounts},
-				{Name: "kratos", Image: bed.KratosImage, RestartPolicy: &always,
+				{Name: "kratos", Image: testbed.KratosImage, RestartPolicy: &always,
 					Args:         []string{"serve", "-c", "/etc/config/kratos.yaml", "--dev", "--sqa-opt-out"},
 					Ports:        []corev1.ContainerPort{{Name: "public", ContainerPort: 4433}, {Name: "admin", ContainerPort: 4434}},
 					StartupProbe: probe("/health/ready"), ReadinessProbe: probe("/health/ready"),
 					VolumeMounts: mounts},
 			},
 			// The app fails (and would be restarted) if Kratos does not answer when it starts.
-			Containers: []corev1.Container{{Name: "app", Image: bed.BusyboxImage,
+			Containers: []corev1.Container{{Name: "app", Image: testbed.BusyboxImage,
 				Command:      []string{"sh", "-c", "test -f /var/lib/sqlite/init-ran && wget -qO- http://127.0.0.1:4433/health/ready && exec sleep 3600"},
 				VolumeMounts: mounts[1:]}},
 			Volumes: []corev1.Volume{
@@ -90,7 +90,7 @@ func TestNodeNativeSidecarExecPortForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	got, err := bed.WaitPodReady(ctx, s.CP.Client, ns, "sidecar", 3*time.Minute)
+	got, err := testbed.WaitPodReady(ctx, s.CP.Client, ns, "sidecar", 3*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestNodeNativeSidecarExecPortForward(t *testing.T) {
 
 	// exec (WebSocket, SPDY fallback) runs `kratos version` in the Kratos container.
 	var out, errOut bytes.Buffer
-	if err := target.Exec(ctx, s.CP.Config, s.CP.Client, got, "kratos", []string{"kratos", "version"}, &out, &errOut); err != nil {
+	if err := instance.Exec(ctx, s.CP.Config, s.CP.Client, got, "kratos", []string{"kratos", "version"}, &out, &errOut); err != nil {
 		t.Fatalf("exec kratos version: %v (stderr %q)", err, errOut.String())
 	}
 	if !strings.Contains(out.String(), "v1.3.1") {
@@ -129,7 +129,7 @@ func TestNodeNativeSidecarExecPortForward(t *testing.T) {
 	}
 
 	// port-forward (WebSocket, SPDY fallback) to 4434 reaches the admin API on the pod's loopback.
-	fw, err := target.PortForward(ctx, s.CP.Config, s.CP.Client, got, 4434)
+	fw, err := instance.PortForward(ctx, s.CP.Config, s.CP.Client, got, 4434)
 	if err != nil {
 		t.Fatalf("port-forward: %v", err)
 	}
@@ -157,7 +157,7 @@ func TestNodePodReachesPostgres(t *testing.T) {
 		Spec: corev1.PodSpec{
 			NodeName:      n.Name,
 			RestartPolicy: corev1.RestartPolicyNever,
-			Containers: []corev1.Container{{Name: "kratos", Image: bed.KratosImage,
+			Containers: []corev1.Container{{Name: "kratos", Image: testbed.KratosImage,
 				Args: []string{"migrate", "sql", "-e", "--yes"},
 				Env:  []corev1.EnvVar{{Name: "DSN", Value: db.DSN(n.IP)}}}},
 		},
@@ -165,7 +165,7 @@ func TestNodePodReachesPostgres(t *testing.T) {
 	if _, err := s.CP.Client.CoreV1().Pods(ns).Create(ctx, pod, createOpts); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bed.WaitPod(ctx, s.CP.Client, ns, "migrate", 2*time.Minute, "Succeeded", func(p *corev1.Pod) bool {
+	if _, err := testbed.WaitPod(ctx, s.CP.Client, ns, "migrate", 2*time.Minute, "Succeeded", func(p *corev1.Pod) bool {
 		return p.Status.Phase == corev1.PodSucceeded
 	}); err != nil {
 		t.Fatal(err)
@@ -181,17 +181,17 @@ func TestNodeWebhookByService(t *testing.T) {
 	s, n := node(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	bh, err := bed.Blackholes()
+	bh, err := testbed.Blackholes()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cidr := range []string{bed.ServiceCIDR, bed.KwokPodCIDR} {
+	for _, cidr := range []string{testbed.ServiceCIDR, testbed.KwokPodCIDR} {
 		if !strings.Contains(bh, cidr) {
 			t.Errorf("no blackhole route for %s (have %q): a stray packet would leave the machine", cidr, bh)
 		}
 	}
 	for _, addr := range []string{"10.96.0.10", "10.244.1.1"} {
-		if r, err := bed.RouteGet(addr); err == nil {
+		if r, err := testbed.RouteGet(addr); err == nil {
 			t.Errorf("the kernel routes %s: %q; want no route out of the machine", addr, r)
 		}
 	}
@@ -211,7 +211,7 @@ func TestNodeWebhookByService(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "smokewebhook", Namespace: ns, Labels: lbl},
 		Spec: corev1.PodSpec{
 			NodeName: n.Name,
-			Containers: []corev1.Container{{Name: "webhook", Image: bed.SmokeWebhookImage,
+			Containers: []corev1.Container{{Name: "webhook", Image: testbed.SmokeWebhookImage,
 				Env:            []corev1.EnvVar{{Name: "TLS_DIR", Value: "/tls"}},
 				Ports:          []corev1.ContainerPort{{ContainerPort: 8443}},
 				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8443)}}, PeriodSeconds: 1},
@@ -228,11 +228,11 @@ func TestNodeWebhookByService(t *testing.T) {
 	}, createOpts); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bed.WaitPodReady(ctx, s.CP.Client, ns, "smokewebhook", 2*time.Minute); err != nil {
+	if _, err := testbed.WaitPodReady(ctx, s.CP.Client, ns, "smokewebhook", 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	port := int32(443)
-	if _, err := s.CP.RegisterWebhook(ctx, bed.WebhookOptions{
+	if _, err := s.CP.RegisterWebhook(ctx, testbed.WebhookOptions{
 		Name:              "smoke-svc-" + ns,
 		Service:           &admissionregistrationv1.ServiceReference{Namespace: ns, Name: "smokewebhook", Path: ptr("/mutate"), Port: &port},
 		CABundle:          s.CP.CA.CertPEM,
@@ -246,7 +246,7 @@ func TestNodeWebhookByService(t *testing.T) {
 	for i := 0; ; i++ {
 		got, err := s.CP.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("labelled-%d", i), Labels: map[string]string{"smoke-svc": "true"}},
-			Spec: corev1.PodSpec{NodeName: s.KwokNode, Tolerations: []corev1.Toleration{bed.KwokToleration},
+			Spec: corev1.PodSpec{NodeName: s.KwokNode, Tolerations: []corev1.Toleration{testbed.KwokToleration},
 				Containers: []corev1.Container{{Name: "app", Image: "example.invalid/app:1"}}},
 		}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err == nil && got.Annotations["smoke.kratos-injector.io/from-pod"] == "smokewebhook" {
@@ -254,7 +254,7 @@ func TestNodeWebhookByService(t *testing.T) {
 		}
 		last = err
 		if time.Now().After(deadline) {
-			t.Fatalf("webhook pod never called through its Service (last: %v)\n%s", last, bed.PodReport(ctx, s.CP.Client, ns, "smokewebhook"))
+			t.Fatalf("webhook pod never called through its Service (last: %v)\n%s", last, testbed.PodReport(ctx, s.CP.Client, ns, "smokewebhook"))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

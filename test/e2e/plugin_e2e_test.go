@@ -30,8 +30,8 @@ import (
 	"github.com/kratos-injector/kratos-injector/internal/actions"
 	"github.com/kratos-injector/kratos-injector/internal/actions/kratostest"
 	"github.com/kratos-injector/kratos-injector/internal/inject"
-	"github.com/kratos-injector/kratos-injector/internal/target"
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/instance"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // TestPluginOnRealNode is issue 6: the built kubectl-kratos binary, against Deployments injected
@@ -46,7 +46,7 @@ func TestPluginOnRealNode(t *testing.T) {
 	s, n := node(t)
 	webhook(t) // the injector, registered with the API server
 	pg := postgres(t)
-	bin, err := bed.ProjectBin("kubectl-kratos")
+	bin, err := testbed.ProjectBin("kubectl-kratos")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,13 +89,13 @@ func TestPluginOnRealNode(t *testing.T) {
 		inject.AnnotationDatabaseSecret: "accounts-db",
 		inject.AnnotationMigrate:        "manual",
 	})
-	web := pluginWaitPod(t, s, ns, "web", 4*time.Minute, "Ready", bed.IsReady)
+	web := pluginWaitPod(t, s, ns, "web", 4*time.Minute, "Ready", testbed.IsReady)
 	t.Logf("instance web Ready in %s (pod %s)", time.Since(start).Round(time.Millisecond), web.Name)
 	accounts := pluginWaitPod(t, s, ns, "accounts", 2*time.Minute, "with Kratos running", func(p *corev1.Pod) bool {
 		st := pluginKratosStatus(p)
 		return st != nil && st.State.Running != nil
 	})
-	if bed.IsReady(accounts) {
+	if testbed.IsReady(accounts) {
 		t.Fatalf("pod %s of instance accounts is Ready before its database is migrated", accounts.Name)
 	}
 
@@ -117,12 +117,12 @@ func TestPluginOnRealNode(t *testing.T) {
 
 	// What the test checks with: the admin API and the public (self-service) API of instance web,
 	// on port-forwards of its own.
-	adminFw, err := target.PortForward(ctx, s.CP.Config, cs, web, 4434)
+	adminFw, err := instance.PortForward(ctx, s.CP.Config, cs, web, 4434)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer adminFw.Close()
-	publicFw, err := target.PortForward(ctx, s.CP.Config, cs, web, 4433)
+	publicFw, err := instance.PortForward(ctx, s.CP.Config, cs, web, 4433)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +402,7 @@ func TestPluginOnRealNode(t *testing.T) {
 		if n, err := pg.SQL(ctx, accountsDB.Name, "select count(*) from information_schema.tables where table_name in ('identities','sessions','networks')"); err != nil || n != "3" {
 			t.Fatalf("Kratos's tables in %s after migrate: %q, %v", accountsDB.Name, n, err)
 		}
-		if _, err := bed.WaitPodReady(ctx, cs, ns, accounts.Name, 3*time.Minute); err != nil {
+		if _, err := testbed.WaitPodReady(ctx, cs, ns, accounts.Name, 3*time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("pod %s Ready %s after the migration started", accounts.Name, time.Since(start).Round(time.Millisecond))
@@ -457,7 +457,7 @@ func (r pluginResult) ok(t *testing.T) pluginResult {
 	return r
 }
 
-func pluginDBSecret(db bed.Database, host string) map[string]string {
+func pluginDBSecret(db testbed.Database, host string) map[string]string {
 	return map[string]string{"host": host, "port": strconv.Itoa(db.Port), "username": db.User, "password": db.Password,
 		"dbname": db.Name, "sslmode": "disable"}
 }
@@ -469,7 +469,7 @@ func pluginDeploy(t *testing.T, ctx context.Context, s *stack, ns, name, nodeNam
 	d := deployment(name, 1, map[string]string{inject.LabelInject: "true"}, annotations, corev1.PodSpec{
 		NodeSelector:                  map[string]string{"kubernetes.io/hostname": nodeName},
 		TerminationGracePeriodSeconds: ptr(int64(1)),
-		Containers: []corev1.Container{{Name: "app", Image: bed.BusyboxImage,
+		Containers: []corev1.Container{{Name: "app", Image: testbed.BusyboxImage,
 			Command: []string{"sh", "-c", "exec sleep 3600"}}},
 	})
 	if _, err := s.CP.Client.AppsV1().Deployments(ns).Create(ctx, d, createOpts); err != nil {
@@ -491,7 +491,7 @@ func pluginWaitPod(t *testing.T, s *stack, ns, instance string, timeout time.Dur
 		if len(pods) == 0 {
 			return fmt.Errorf("no pod of instance %s", instance)
 		}
-		return fmt.Errorf("pod %s not %s:\n%s", pods[0].Name, what, bed.PodReport(context.Background(), s.CP.Client, ns, pods[0].Name))
+		return fmt.Errorf("pod %s not %s:\n%s", pods[0].Name, what, testbed.PodReport(context.Background(), s.CP.Client, ns, pods[0].Name))
 	})
 	return got
 }
@@ -499,7 +499,7 @@ func pluginWaitPod(t *testing.T, s *stack, ns, instance string, timeout time.Dur
 func pluginKratosStatus(p *corev1.Pod) *corev1.ContainerStatus {
 	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
 		for i := range list {
-			if list[i].Name == target.KratosContainer {
+			if list[i].Name == inject.ContainerKratos {
 				return &list[i]
 			}
 		}
@@ -591,7 +591,7 @@ const pluginPublicBase = "http://127.0.0.1:4433"
 
 // pluginThrough is an HTTP client that reaches pluginPublicBase's host through the port-forward
 // fw, and nothing else.
-func pluginThrough(fw *target.Forward) *http.Client {
+func pluginThrough(fw *instance.Forward) *http.Client {
 	local := strings.TrimPrefix(fw.URL, "http://")
 	base := strings.TrimPrefix(pluginPublicBase, "http://")
 	var d net.Dialer
@@ -671,7 +671,7 @@ func pluginFill(t *testing.T, ctx context.Context, api *client.APIClient, n int)
 // logged so far (Kratos logs every request at level info, health checks excepted).
 func pluginAdminRequests(t *testing.T, ctx context.Context, s *stack, pod *corev1.Pod) []string {
 	t.Helper()
-	raw, err := s.CP.Client.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: target.KratosContainer}).DoRaw(ctx)
+	raw, err := s.CP.Client.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: inject.ContainerKratos}).DoRaw(ctx)
 	if err != nil {
 		t.Fatalf("logs of %s: %v", pod.Name, err)
 	}

@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kratos-injector/kratos-injector/internal/config"
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // minRenderCases is how many golden cases internal/config/testdata holds at least: a case that
@@ -37,7 +37,7 @@ const minRenderCases = 7
 // schemas, the login methods and OIDC providers, the settings methods, mail delivery with the
 // configured sender, and that the rendered DSN (URL-escaped credentials) is what connected.
 func TestRenderGoldenBootsKratos(t *testing.T) {
-	root, err := bed.RepoRoot()
+	root, err := testbed.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestRenderGoldenBootsKratos(t *testing.T) {
 }
 
 // bootRenderCase runs one golden case end to end.
-func bootRenderCase(t *testing.T, b *bed.Bed, caseDir, name string) {
+func bootRenderCase(t *testing.T, b *testbed.Bed, caseDir, name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
@@ -99,7 +99,7 @@ func bootRenderCase(t *testing.T, b *bed.Bed, caseDir, name string) {
 	// The SMTP server: the shared Mailpit for plain SMTP without credentials, else a Mailpit of
 	// this case's own speaking the Secret's transport and accepting only the Secret's credentials.
 	var env []string
-	var mp *bed.Mailpit
+	var mp *testbed.Mailpit
 	if spec.SMTPSecret != "" {
 		var caFile string
 		mp, caFile = renderSMTPServer(t, b, config.SecretDir(in, spec.SMTPSecret), name)
@@ -123,7 +123,7 @@ func bootRenderCase(t *testing.T, b *bed.Bed, caseDir, name string) {
 	bootCtx, bootCancel := context.WithTimeout(ctx, 90*time.Second)
 	defer bootCancel()
 	start := time.Now()
-	k, err := b.StartKratos(bootCtx, bed.KratosOptions{Name: "kratos-render-" + name, ConfigFile: filepath.Join(out, config.ConfigFile),
+	k, err := b.StartKratos(bootCtx, testbed.KratosOptions{Name: "kratos-render-" + name, ConfigFile: filepath.Join(out, config.ConfigFile),
 		Env: env, Migrate: true, Dev: true, WatchCourier: spec.Courier == config.CourierWatch})
 	if err != nil {
 		t.Fatalf("the rendered config does not boot Kratos: %v", err)
@@ -260,7 +260,7 @@ func bootRenderCase(t *testing.T, b *bed.Bed, caseDir, name string) {
 	// role created: the rendered DSN, with its escaped credentials and name, is what connected.
 	if db != nil {
 		pg := postgres(t)
-		n, err := pg.SQL(ctx, db.name, "SELECT count(*) FROM identities WHERE id = "+bed.QuoteLiteral(ident.ID))
+		n, err := pg.SQL(ctx, db.name, "SELECT count(*) FROM identities WHERE id = "+testbed.QuoteLiteral(ident.ID))
 		if err != nil || n != "1" {
 			t.Errorf("identity %s in database %q: count %q, %v", ident.ID, db.name, n, err)
 		}
@@ -361,7 +361,7 @@ type renderDB struct{ user, password, name string }
 
 // renderPointDatabase points the Secret's host and port (keys dsn and uri, and the discrete
 // host/port) at pg, and returns the credentials and database name the Secret holds.
-func renderPointDatabase(dir string, pg *bed.Postgres) (*renderDB, error) {
+func renderPointDatabase(dir string, pg *testbed.Postgres) (*renderDB, error) {
 	hostPort := net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port))
 	var db *renderDB
 	for _, key := range []string{"dsn", "uri"} {
@@ -421,7 +421,7 @@ func renderPointDatabase(dir string, pg *bed.Postgres) (*renderDB, error) {
 
 // renderSMTPServer starts (or picks) the Mailpit for an SMTP Secret and points the Secret's host and
 // port at it. It returns the CA file Kratos must trust when the Secret verifies TLS, else "".
-func renderSMTPServer(t *testing.T, b *bed.Bed, dir, name string) (*bed.Mailpit, string) {
+func renderSMTPServer(t *testing.T, b *testbed.Bed, dir, name string) (*testbed.Mailpit, string) {
 	t.Helper()
 	transport, skipVerify := "starttls", false // the renderer's default transport
 	var user, password string
@@ -464,15 +464,15 @@ func renderSMTPServer(t *testing.T, b *bed.Bed, dir, name string) (*bed.Mailpit,
 		}
 	}
 
-	var m *bed.Mailpit
+	var m *testbed.Mailpit
 	caFile := ""
 	if transport == "none" && user == "" {
 		m = mailpit(t)
 	} else {
-		opts := bed.MailpitOptions{Name: "mailpit-render-" + name}
+		opts := testbed.MailpitOptions{Name: "mailpit-render-" + name}
 		tmp := t.TempDir()
 		if transport != "none" {
-			ca, err := bed.NewCA("render-smtp-ca")
+			ca, err := testbed.NewCA("render-smtp-ca")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -649,7 +649,7 @@ func (f *renderFlow) csrf() string {
 // renderClient talks JSON to one Kratos; failures carry the end of its log.
 type renderClient struct {
 	t    *testing.T
-	k    *bed.Kratos
+	k    *testbed.Kratos
 	ctx  context.Context
 	http *http.Client
 }

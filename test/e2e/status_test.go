@@ -16,7 +16,7 @@ import (
 
 	"github.com/kratos-injector/kratos-injector/internal/cli"
 	"github.com/kratos-injector/kratos-injector/internal/inject"
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // TestStatusOnRealNode: the built `kubectl kratos status`, against three Deployments injected by
@@ -29,7 +29,7 @@ func TestStatusOnRealNode(t *testing.T) {
 	s, n := node(t)
 	webhook(t)
 	pg := postgres(t)
-	bin, err := bed.ProjectBin("kubectl-kratos")
+	bin, err := testbed.ProjectBin("kubectl-kratos")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestStatusOnRealNode(t *testing.T) {
 		return in.Pods[0]
 	}
 
-	if p := one("notes"); !p.Ready || p.Reason != "" || p.Name != notes.Name || p.KratosImage != bed.KratosImage || len(p.SpecHash) != 16 {
+	if p := one("notes"); !p.Ready || p.Reason != "" || p.Name != notes.Name || p.KratosImage != testbed.KratosImage || len(p.SpecHash) != 16 {
 		t.Errorf("Ready pod: %+v", p)
 	}
 	if in := byName["notes"]; in.ReadyPods != 1 || len(in.Providers) != 1 || in.Providers[0] != (cli.ProviderStatus{
@@ -112,10 +112,10 @@ func TestStatusOnRealNode(t *testing.T) {
 	}
 	if p := one("broken"); p.Ready || !strings.HasPrefix(p.Reason, "render failed: ") ||
 		!strings.Contains(p.Reason, `"pg-incomplete"`) || !strings.Contains(p.Reason, `"password"`) {
-		t.Errorf("pod with a missing Secret key: %+v\n%s", p, bed.PodReport(ctx, cs, ns, p.Name))
+		t.Errorf("pod with a missing Secret key: %+v\n%s", p, testbed.PodReport(ctx, cs, ns, p.Name))
 	}
 	if p := one("accounts"); p.Ready || p.Reason != "database not migrated: run kubectl kratos migrate" || p.Migrate != "manual" {
-		t.Errorf("pod waiting for its migration: %+v\n%s", p, bed.PodReport(ctx, cs, ns, p.Name))
+		t.Errorf("pod waiting for its migration: %+v\n%s", p, testbed.PodReport(ctx, cs, ns, p.Name))
 	}
 
 	var hook *cli.WebhookConfig
@@ -164,7 +164,7 @@ func statusWaitPod(t *testing.T, ctx context.Context, s *stack, ns, app, what st
 		}
 		return nil
 	})
-	if _, err := bed.WaitPod(ctx, s.CP.Client, ns, pods[0].Name, 3*time.Minute, what, ok); err != nil {
+	if _, err := testbed.WaitPod(ctx, s.CP.Client, ns, pods[0].Name, 3*time.Minute, what, ok); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -4,15 +4,15 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // skipDevWebhook labels namespaces that the URL-registered injector below must leave alone (the
 // install tests run the product's manifests there).
 const skipDevWebhook = "kratos-injector-e2e/skip-dev-webhook"
 
-// injector wraps the shared bed.Injector for tests.
-type injector struct{ *bed.Injector }
+// injector wraps the shared testbed.Injector for tests.
+type injector struct{ *testbed.Injector }
 
 var (
 	injOnce sync.Once
@@ -25,8 +25,8 @@ func webhook(t testing.TB) (*stack, *injector) {
 	t.Helper()
 	s := cluster(t)
 	injOnce.Do(func() {
-		var in *bed.Injector
-		in, injErr = s.Bed.StartInjector(s.CP, bed.InjectorOptions{Name: "kratos-injector-e2e", SkipNamespaceLabel: skipDevWebhook})
+		var in *testbed.Injector
+		in, injErr = s.Bed.StartInjector(s.CP, testbed.InjectorOptions{Name: "kratos-injector-e2e", SkipNamespaceLabel: skipDevWebhook})
 		inj = &injector{in}
 	})
 	if injErr != nil {

@@ -11,7 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/kratos-injector/kratos-injector/internal/config"
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 	"net/http"
 	"os"
 	"os/exec"
@@ -94,7 +94,7 @@ func Start() (*Server, error) {
 		}
 	}()
 
-	ports, err := bed.FreePorts(3)
+	ports, err := testbed.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +201,7 @@ func tail(b []byte, n int) string {
 // WriteConfig writes, into dir, the config and schemas of a Kratos whose SQLite database is
 // dir/db.sqlite (not yet migrated), and returns the config's path.
 func WriteConfig(dir string) (string, error) {
-	ports, err := bed.FreePorts(3)
+	ports, err := testbed.FreePorts(3)
 	if err != nil {
 		return "", err
 	}

@@ -1,4 +1,4 @@
-package target_test
+package instance_test
 
 import (
 	"bytes"
@@ -14,8 +14,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/kratos-injector/kratos-injector/internal/target"
-	"github.com/kratos-injector/kratos-injector/internal/target/clustertest"
+	"github.com/kratos-injector/kratos-injector/internal/inject"
+	"github.com/kratos-injector/kratos-injector/internal/instance"
+	"github.com/kratos-injector/kratos-injector/internal/instance/clustertest"
 )
 
 // The tests run against a real kube-apiserver (RBAC, audit log) with kwok as the node agent:
@@ -45,18 +46,18 @@ func status(mutate ...func(*corev1.PodStatus)) corev1.PodStatus {
 
 func notReady(s *corev1.PodStatus) { s.Conditions[1].Status = corev1.ConditionFalse }
 
-// find is target.Find as the admin.
-func find(t *testing.T, sel target.Selector) (*target.Instance, error) {
+// find is instance.Find as the admin.
+func find(t *testing.T, sel instance.Selector) (*instance.Instance, error) {
 	t.Helper()
-	return target.Find(clustertest.Context(t), cluster.Client, sel)
+	return instance.Find(clustertest.Context(t), cluster.Client, sel)
 }
 
 func TestFindNoInjectedPod(t *testing.T) {
 	ns := cluster.Namespace(t, "shop")
 	elsewhere := cluster.Namespace(t, "elsewhere")
 	cluster.RunPod(t, clustertest.Pod(elsewhere, "other", "x"))
-	_, err := find(t, target.Selector{Namespace: ns})
-	if !errors.Is(err, target.ErrNoInstance) {
+	_, err := find(t, instance.Selector{Namespace: ns})
+	if !errors.Is(err, instance.ErrNoInstance) {
 		t.Fatalf("got %v, want ErrNoInstance", err)
 	}
 	want := "no pod labelled kratos-injector.io/instance in namespace " + ns + ": label a workload with kratos-injector.io/inject=true"
@@ -71,23 +72,23 @@ func TestFindSeveralInstances(t *testing.T) {
 		cluster.RunPod(t, clustertest.Pod(ns, p[0], p[1]))
 	}
 
-	_, err := find(t, target.Selector{Namespace: ns})
-	if !errors.Is(err, target.ErrSeveralInstances) || !strings.Contains(err.Error(), "admin, web") || !strings.Contains(err.Error(), "--instance") {
+	_, err := find(t, instance.Selector{Namespace: ns})
+	if !errors.Is(err, instance.ErrSeveralInstances) || !strings.Contains(err.Error(), "admin, web") || !strings.Contains(err.Error(), "--instance") {
 		t.Fatalf("got %v, want ErrSeveralInstances naming admin, web and --instance", err)
 	}
 	t.Logf("%v", err)
 
-	in, err := find(t, target.Selector{Namespace: ns, Instance: "web"})
+	in, err := find(t, instance.Selector{Namespace: ns, Instance: "web"})
 	if err != nil || in.Name != "web" || len(in.Pods) != 2 {
 		t.Fatalf("--instance web: %+v, %v", in, err)
 	}
-	in, err = find(t, target.Selector{Namespace: ns, LabelSelector: "app=admin"})
+	in, err = find(t, instance.Selector{Namespace: ns, LabelSelector: "app=admin"})
 	if err != nil || in.Name != "admin" || len(in.Pods) != 1 {
 		t.Fatalf("-l app=admin: %+v, %v", in, err)
 	}
 
-	_, err = find(t, target.Selector{Namespace: ns, Instance: "shop"})
-	if !errors.Is(err, target.ErrNoInstance) || !strings.Contains(err.Error(), "instances there: admin, web") {
+	_, err = find(t, instance.Selector{Namespace: ns, Instance: "shop"})
+	if !errors.Is(err, instance.ErrNoInstance) || !strings.Contains(err.Error(), "instances there: admin, web") {
 		t.Fatalf("--instance shop: got %v, want ErrNoInstance listing admin, web", err)
 	}
 }
@@ -95,8 +96,8 @@ func TestFindSeveralInstances(t *testing.T) {
 // TestFindForbidden: alice has no right in the namespace; the API server's RBAC refuses the list.
 func TestFindForbidden(t *testing.T) {
 	ns := cluster.Namespace(t, "shop")
-	_, err := target.Find(clustertest.Context(t), cluster.Clientset(t, "alice"), target.Selector{Namespace: ns})
-	if !errors.Is(err, target.ErrForbidden) || !strings.Contains(err.Error(), `you need "list" on "pods" in namespace `+ns) {
+	_, err := instance.Find(clustertest.Context(t), cluster.Clientset(t, "alice"), instance.Selector{Namespace: ns})
+	if !errors.Is(err, instance.ErrForbidden) || !strings.Contains(err.Error(), `you need "list" on "pods" in namespace `+ns) {
 		t.Fatalf("got %v, want the missing permission", err)
 	}
 	t.Logf("%v", err)
@@ -110,7 +111,7 @@ func TestReadyPod(t *testing.T) {
 	going := cluster.PodWithStatus(t, clustertest.Pod(ns, "web-going", "web"), running(), false)
 	cluster.Terminate(t, going)
 
-	in, err := find(t, target.Selector{Namespace: ns})
+	in, err := find(t, instance.Selector{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func TestReadyPod(t *testing.T) {
 	}
 	ns2 := cluster.Namespace(t, "shop")
 	cluster.PodWithStatus(t, clustertest.Pod(ns2, "web-app-down", "web"), status(appDown), false)
-	in, err = find(t, target.Selector{Namespace: ns2})
+	in, err = find(t, instance.Selector{Namespace: ns2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,12 +177,12 @@ func TestNotReadyReasons(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := cluster.Namespace(t, "shop")
 			cluster.PodWithStatus(t, clustertest.Pod(ns, "web-1", "web"), status(tc.mutate), tc.unscheduled)
-			in, err := find(t, target.Selector{Namespace: ns})
+			in, err := find(t, instance.Selector{Namespace: ns})
 			if err != nil {
 				t.Fatal(err)
 			}
 			_, err = in.ReadyPod()
-			if !errors.Is(err, target.ErrNotReady) {
+			if !errors.Is(err, instance.ErrNotReady) {
 				t.Fatalf("got %v, want ErrNotReady", err)
 			}
 			t.Logf("%v", err)
@@ -208,7 +209,7 @@ func TestKratosRunningPodAcceptsUnready(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := cluster.Namespace(t, "shop")
 			cluster.PodWithStatus(t, clustertest.Pod(ns, "web-1", "web"), status(tc.mutate), false)
-			in, err := find(t, target.Selector{Namespace: ns})
+			in, err := find(t, instance.Selector{Namespace: ns})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -230,12 +231,12 @@ func TestKratosRunningPodAcceptsUnready(t *testing.T) {
 	cluster.PodWithStatus(t, clustertest.Pod(ns, "web-2", "web"), status(crashing), false)
 	going := cluster.PodWithStatus(t, clustertest.Pod(ns, "web-3", "web"), running(), false)
 	cluster.Terminate(t, going)
-	in, err := find(t, target.Selector{Namespace: ns})
+	in, err := find(t, instance.Selector{Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = in.KratosRunningPod()
-	if !errors.Is(err, target.ErrNotReady) || !strings.Contains(err.Error(), "pod web-2: sidecar container kratos waiting: CrashLoopBackOff") ||
+	if !errors.Is(err, instance.ErrNotReady) || !strings.Contains(err.Error(), "pod web-2: sidecar container kratos waiting: CrashLoopBackOff") ||
 		!strings.Contains(err.Error(), "pod web-3: terminating") {
 		t.Fatalf("crashing Kratos, terminating pod: got %v", err)
 	}
@@ -244,12 +245,12 @@ func TestKratosRunningPodAcceptsUnready(t *testing.T) {
 
 // forward opens a port-forward as the admin, retrying while kwok has not yet loaded the
 // PortForward object (a request through a forward kwok cannot serve fails).
-func forward(t *testing.T, pod *corev1.Pod, port int, path string) (*target.Forward, time.Duration) {
+func forward(t *testing.T, pod *corev1.Pod, port int, path string) (*instance.Forward, time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		start := time.Now()
-		f, err := target.PortForward(clustertest.Context(t), cluster.Config("admin"), cluster.Client, pod, port)
+		f, err := instance.PortForward(clustertest.Context(t), cluster.Config("admin"), cluster.Client, pod, port)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -331,7 +332,7 @@ func TestPortForwardExplainsUnreachablePort(t *testing.T) {
 	cluster.Forward(t, p, 4434, closed)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		f, err := target.PortForward(clustertest.Context(t), cluster.Config("admin"), cluster.Client, p, 4434)
+		f, err := instance.PortForward(clustertest.Context(t), cluster.Config("admin"), cluster.Client, p, 4434)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,13 +363,13 @@ func TestStreamsForbidden(t *testing.T) {
 	p := cluster.RunPod(t, clustertest.Pod(ns, "web-1", "web"))
 	cluster.Grant(t, ns, "pod-reader", "alice", clustertest.Rule([]string{"pods"}, "get", "list"))
 	cfg, cs := cluster.Config("alice"), cluster.Clientset(t, "alice")
-	_, err := target.PortForward(clustertest.Context(t), cfg, cs, p, 4434)
-	if !errors.Is(err, target.ErrForbidden) || !strings.Contains(err.Error(), `you need "create" on "pods/portforward" in namespace `+ns) {
+	_, err := instance.PortForward(clustertest.Context(t), cfg, cs, p, 4434)
+	if !errors.Is(err, instance.ErrForbidden) || !strings.Contains(err.Error(), `you need "create" on "pods/portforward" in namespace `+ns) {
 		t.Fatalf("port-forward: got %v", err)
 	}
 	t.Logf("%v", err)
-	err = target.Exec(clustertest.Context(t), cfg, cs, p, target.KratosContainer, []string{"true"}, io.Discard, io.Discard)
-	if !errors.Is(err, target.ErrForbidden) || !strings.Contains(err.Error(), `you need "create" on "pods/exec" in namespace `+ns) {
+	err = instance.Exec(clustertest.Context(t), cfg, cs, p, inject.ContainerKratos, []string{"true"}, io.Discard, io.Discard)
+	if !errors.Is(err, instance.ErrForbidden) || !strings.Contains(err.Error(), `you need "create" on "pods/exec" in namespace `+ns) {
 		t.Fatalf("exec: got %v", err)
 	}
 	t.Logf("%v", err)
@@ -381,7 +382,7 @@ func TestExec(t *testing.T) {
 	// Each container of the pod runs its execs with its own environment: the output shows that
 	// the exec reached the pod and container asked for.
 	cluster.Exec(t, p,
-		clustertest.ExecTarget{Containers: []string{target.KratosContainer}, WorkDir: dir, Env: map[string]string{"EXEC_TARGET": ns + "/web-1/kratos"}},
+		clustertest.ExecTarget{Containers: []string{inject.ContainerKratos}, WorkDir: dir, Env: map[string]string{"EXEC_TARGET": ns + "/web-1/kratos"}},
 		clustertest.ExecTarget{Containers: []string{"app"}, WorkDir: dir, Env: map[string]string{"EXEC_TARGET": ns + "/web-1/app"}})
 
 	// The command line reaches the process as given (no shell splitting), stdout and stderr
@@ -393,7 +394,7 @@ func TestExec(t *testing.T) {
 	for {
 		out.Reset()
 		errOut.Reset()
-		err := target.Exec(clustertest.Context(t), cluster.Config("admin"), cluster.Client, p, target.KratosContainer, cmd, &out, &errOut)
+		err := instance.Exec(clustertest.Context(t), cluster.Config("admin"), cluster.Client, p, inject.ContainerKratos, cmd, &out, &errOut)
 		if err == nil {
 			break
 		}
@@ -407,7 +408,7 @@ func TestExec(t *testing.T) {
 		t.Fatalf("stdout %q, stderr %q; want stdout %q", out.String(), errOut.String(), wantOut)
 	}
 	out.Reset()
-	if err := target.Exec(clustertest.Context(t), cluster.Config("admin"), cluster.Client, p, "app", []string{"sh", "-c", "echo $EXEC_TARGET"}, &out, nil); err != nil {
+	if err := instance.Exec(clustertest.Context(t), cluster.Config("admin"), cluster.Client, p, "app", []string{"sh", "-c", "echo $EXEC_TARGET"}, &out, nil); err != nil {
 		t.Fatal(err)
 	}
 	if out.String() != ns+"/web-1/app\n" {
@@ -417,7 +418,7 @@ func TestExec(t *testing.T) {
 	// A command that exits non-zero is an error. (A kubelet passes the exit code on, which
 	// Exec returns as *ExitError — the e2e suite checks that on the real node; kwok reports
 	// only the text "exit status N".)
-	err := target.Exec(clustertest.Context(t), cluster.Config("admin"), cluster.Client, p, target.KratosContainer, []string{"sh", "-c", "exit 3"}, io.Discard, io.Discard)
+	err := instance.Exec(clustertest.Context(t), cluster.Config("admin"), cluster.Client, p, inject.ContainerKratos, []string{"sh", "-c", "exit 3"}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "pod web-1") {
 		t.Fatalf("exit 3: got %v", err)
 	}

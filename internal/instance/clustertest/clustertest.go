@@ -35,8 +35,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kratos-injector/kratos-injector/internal/target"
-	"github.com/kratos-injector/kratos-injector/test/e2e/bed"
+	"github.com/kratos-injector/kratos-injector/internal/inject"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // Node names: KwokNode is managed by kwok (pods become Running and Ready); PlainNode is managed
@@ -58,9 +58,9 @@ type Options struct {
 
 // Cluster is the running control plane and kwok.
 type Cluster struct {
-	Bed    *bed.Bed
-	CP     *bed.ControlPlane
-	Kwok   *bed.Kwok
+	Bed    *testbed.Bed
+	CP     *testbed.ControlPlane
+	Kwok   *testbed.Kwok
 	Client kubernetes.Interface
 	// AuditLog is the API server's audit log (JSON lines).
 	AuditLog string
@@ -87,7 +87,7 @@ rules:
 // when done (from TestMain).
 func Start(opts Options) (*Cluster, error) {
 	start := time.Now()
-	b, err := bed.New("")
+	b, err := testbed.New("")
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func Start(opts Options) (*Cluster, error) {
 	if len(opts.FeatureGates) > 0 {
 		args = append(args, "--feature-gates", strings.Join(opts.FeatureGates, ","))
 	}
-	if c.CP, err = b.StartControlPlane(bed.ControlPlaneOptions{APIServerArgs: args}); err != nil {
+	if c.CP, err = b.StartControlPlane(testbed.ControlPlaneOptions{APIServerArgs: args}); err != nil {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	c.Client = c.CP.Client
@@ -158,7 +158,7 @@ func Main(m interface{ Run() int }, opts Options, c **Cluster) {
 	code := m.Run()
 	if code != 0 {
 		for _, p := range []string{"kube-apiserver", "kwok"} {
-			fmt.Fprintf(os.Stderr, "--- end of %s log ---\n%s\n", p, bed.TailFile(cl.Bed.Path("logs", p+".log"), 25))
+			fmt.Fprintf(os.Stderr, "--- end of %s log ---\n%s\n", p, testbed.TailFile(cl.Bed.Path("logs", p+".log"), 25))
 		}
 	}
 	cl.Close()
@@ -267,17 +267,17 @@ func Pod(ns, name, instance string) *corev1.Pod {
 	always := corev1.ContainerRestartPolicyAlways
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{
-			target.InstanceLabel: instance, target.InjectLabel: "true", "app": instance}},
+			inject.LabelInstance: instance, inject.LabelInject: "true", "app": instance}},
 		Spec: corev1.PodSpec{
 			NodeName:    KwokNode,
-			Tolerations: []corev1.Toleration{bed.KwokToleration},
+			Tolerations: []corev1.Toleration{testbed.KwokToleration},
 			InitContainers: []corev1.Container{
-				{Name: target.ConfigContainer, Image: bed.InjectorImage, Args: []string{"render"}},
-				{Name: target.KratosContainer, Image: bed.KratosImage, RestartPolicy: &always,
+				{Name: inject.ContainerConfig, Image: testbed.InjectorImage, Args: []string{"render"}},
+				{Name: inject.ContainerKratos, Image: testbed.KratosImage, RestartPolicy: &always,
 					Command: []string{"kratos"}, Args: []string{"serve", "-c", "/etc/kratos/kratos.yaml"},
 					Ports: []corev1.ContainerPort{{Name: "public", ContainerPort: 4433}, {Name: "admin", ContainerPort: 4434}}},
 			},
-			Containers: []corev1.Container{{Name: "app", Image: bed.BusyboxImage}},
+			Containers: []corev1.Container{{Name: "app", Image: testbed.BusyboxImage}},
 		},
 	}
 }
@@ -294,12 +294,12 @@ func ReadyStatus() corev1.PodStatus {
 			{Type: corev1.PodReady, Status: corev1.ConditionTrue},
 		},
 		InitContainerStatuses: []corev1.ContainerStatus{
-			{Name: target.ConfigContainer, Image: bed.InjectorImage, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			{Name: inject.ContainerConfig, Image: testbed.InjectorImage, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
 				ExitCode: 0, Reason: "Completed", StartedAt: now, FinishedAt: now}}},
-			{Name: target.KratosContainer, Image: bed.KratosImage, Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}},
+			{Name: inject.ContainerKratos, Image: testbed.KratosImage, Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}},
 		},
 		ContainerStatuses: []corev1.ContainerStatus{
-			{Name: "app", Image: bed.BusyboxImage, Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}},
+			{Name: "app", Image: testbed.BusyboxImage, Ready: true, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}},
 		},
 	}
 }
@@ -315,7 +315,7 @@ func Unmigrated(s *corev1.PodStatus) {
 		}
 	}
 	for i := range s.InitContainerStatuses {
-		if st := &s.InitContainerStatuses[i]; st.Name == target.KratosContainer {
+		if st := &s.InitContainerStatuses[i]; st.Name == inject.ContainerKratos {
 			st.Ready, st.Started = false, ptr(false)
 		}
 	}
@@ -331,13 +331,13 @@ func ptr[T any](v T) *T { return &v }
 func (c *Cluster) RunPod(t testing.TB, pod *corev1.Pod) *corev1.Pod {
 	t.Helper()
 	pod = pod.DeepCopy()
-	pod.Spec.NodeName, pod.Spec.Tolerations = KwokNode, []corev1.Toleration{bed.KwokToleration}
+	pod.Spec.NodeName, pod.Spec.Tolerations = KwokNode, []corev1.Toleration{testbed.KwokToleration}
 	ctx := Context(t)
 	if _, err := c.Client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create pod %s/%s: %v", pod.Namespace, pod.Name, err)
 	}
-	got, err := bed.WaitPod(ctx, c.Client, pod.Namespace, pod.Name, 30*time.Second, "Running and Ready", func(p *corev1.Pod) bool {
-		return p.Status.Phase == corev1.PodRunning && bed.IsReady(p)
+	got, err := testbed.WaitPod(ctx, c.Client, pod.Namespace, pod.Name, 30*time.Second, "Running and Ready", func(p *corev1.Pod) bool {
+		return p.Status.Phase == corev1.PodRunning && testbed.IsReady(p)
 	})
 	if err != nil {
 		t.Fatal(err)

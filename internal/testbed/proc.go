@@ -2,7 +2,7 @@
 // kube-controller-manager, kube-scheduler, kwok, PostgreSQL, Mailpit and Ory Kratos — on 127.0.0.1
 // and free ports, waits until each is ready, and stops exactly the processes it started, by PID.
 // When a component fails to start, the error names it and carries the end of its log.
-package bed
+package testbed
 
 import (
 	"bytes"

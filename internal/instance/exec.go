@@ -1,4 +1,4 @@
-package target
+package instance
 
 import (
 	"context"

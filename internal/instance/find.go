@@ -2,7 +2,7 @@
 // it through the Kubernetes API server: a port-forward to the pod's admin port, or an exec into
 // its Kratos container. Kubernetes RBAC on pods/portforward and pods/exec is thus the only door
 // to the admin API.
-package target
+package instance
 
 import (
 	"context"
@@ -20,20 +20,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// Labels the injector sets and the plugin selects on (DESIGN §3).
-const (
-	// InjectLabel opts a pod in to injection (defined with every other key in internal/inject).
-	InjectLabel = inject.LabelInject
-	// InstanceLabel names the instance (the workload) of an injected pod.
-	InstanceLabel = inject.LabelInstance
-)
-
-// Container names of an injected pod (DESIGN §5).
-const (
-	KratosContainer = inject.ContainerKratos
-	ConfigContainer = inject.ContainerConfig
-)
-
 // Errors a caller can tell apart with errors.Is.
 var (
 	// ErrNoInstance: no injected pod matches.
@@ -49,13 +35,13 @@ var (
 // Selector picks the instance.
 type Selector struct {
 	Namespace string
-	// Instance is the value of InstanceLabel; empty: the only instance of the namespace.
+	// Instance is the value of inject.LabelInstance; empty: the only instance of the namespace.
 	Instance string
 	// LabelSelector further restricts the pods (kubectl -l syntax).
 	LabelSelector string
 }
 
-// Instance is one injected Kratos instance: the pods that share an InstanceLabel value.
+// Instance is one injected Kratos instance: the pods that share an inject.LabelInstance value.
 type Instance struct {
 	Name      string
 	Namespace string
@@ -68,9 +54,9 @@ type Instance struct {
 // their names.
 func Find(ctx context.Context, cs kubernetes.Interface, sel Selector) (*Instance, error) {
 	ns := sel.Namespace
-	req, err := labels.NewRequirement(InstanceLabel, selection.Exists, nil)
+	req, err := labels.NewRequirement(inject.LabelInstance, selection.Exists, nil)
 	if sel.Instance != "" {
-		req, err = labels.NewRequirement(InstanceLabel, selection.Equals, []string{sel.Instance})
+		req, err = labels.NewRequirement(inject.LabelInstance, selection.Equals, []string{sel.Instance})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--instance %q: %w", sel.Instance, err)
@@ -91,7 +77,7 @@ func Find(ctx context.Context, cs kubernetes.Interface, sel Selector) (*Instance
 
 	byInstance := map[string][]corev1.Pod{}
 	for _, p := range pods.Items {
-		name := p.Labels[InstanceLabel]
+		name := p.Labels[inject.LabelInstance]
 		byInstance[name] = append(byInstance[name], p)
 	}
 	names := make([]string, 0, len(byInstance))
@@ -103,7 +89,7 @@ func Find(ctx context.Context, cs kubernetes.Interface, sel Selector) (*Instance
 	switch {
 	case len(names) == 0 && sel.Instance == "" && sel.LabelSelector == "":
 		return nil, errorf(ErrNoInstance, "no pod labelled %s in namespace %s: label a workload with %s=true "+
-			"(or pick another namespace with -n)", InstanceLabel, ns, InjectLabel)
+			"(or pick another namespace with -n)", inject.LabelInstance, ns, inject.LabelInject)
 	case len(names) == 0:
 		return nil, errorf(ErrNoInstance, "no injected pod matches %s in namespace %s%s",
 			describeSelector(sel), ns, otherInstances(ctx, cs, ns))
@@ -130,16 +116,16 @@ func describeSelector(sel Selector) string {
 // otherInstances names the instances of the namespace, to help after a selection matched none.
 // It costs a second list call, on the error path only.
 func otherInstances(ctx context.Context, cs kubernetes.Interface, ns string) string {
-	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: InstanceLabel})
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: inject.LabelInstance})
 	if err != nil {
 		return ""
 	}
 	set := map[string]bool{}
 	for _, p := range pods.Items {
-		set[p.Labels[InstanceLabel]] = true
+		set[p.Labels[inject.LabelInstance]] = true
 	}
 	if len(set) == 0 {
-		return fmt.Sprintf("; there is no injected pod at all there: label a workload with %s=true", InjectLabel)
+		return fmt.Sprintf("; there is no injected pod at all there: label a workload with %s=true", inject.LabelInject)
 	}
 	names := make([]string, 0, len(set))
 	for n := range set {
@@ -195,7 +181,7 @@ func (in *Instance) KratosRunningPod() (*corev1.Pod, error) {
 			return p, nil
 		}
 	}
-	return nil, in.notReadyError("pod with a running "+KratosContainer+" container", NotReadyReason)
+	return nil, in.notReadyError("pod with a running "+inject.ContainerKratos+" container", NotReadyReason)
 }
 
 func (in *Instance) notReadyError(want string, why func(*corev1.Pod) string) error {
@@ -238,7 +224,7 @@ func podReady(p *corev1.Pod) bool {
 func kratosStatus(p *corev1.Pod) *corev1.ContainerStatus {
 	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
 		for i := range list {
-			if list[i].Name == KratosContainer {
+			if list[i].Name == inject.ContainerKratos {
 				return &list[i]
 			}
 		}
@@ -319,9 +305,9 @@ func containerProblem(p *corev1.Pod, kind string, s *corev1.ContainerStatus) str
 		return fmt.Sprintf("%s %s exited %d%s", kind, s.Name, t.ExitCode, withMessage(t.Reason, t.Message))
 	case s.State.Running != nil && kind != "init container" && !s.Ready:
 		msg := fmt.Sprintf("%s %s is running but not ready%s", kind, s.Name, last)
-		if s.Name == KratosContainer {
+		if s.Name == inject.ContainerKratos {
 			msg += fmt.Sprintf(" (Kratos does not listen until its database is migrated: with migrate=manual, "+
-				"run `kubectl kratos migrate`; else see `kubectl logs -n %s %s -c %s`)", p.Namespace, p.Name, KratosContainer)
+				"run `kubectl kratos migrate`; else see `kubectl logs -n %s %s -c %s`)", p.Namespace, p.Name, inject.ContainerKratos)
 		}
 		return msg
 	}
