@@ -3,7 +3,6 @@ package cli_test
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,22 +20,10 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kratos-injector/kratos-injector/internal/cli"
+	"github.com/kratos-injector/kratos-injector/internal/golden"
 	"github.com/kratos-injector/kratos-injector/internal/inject"
 	"github.com/kratos-injector/kratos-injector/internal/version"
 )
-
-// -update (`go test ./... -update` refreshes every golden file) is defined here unless another
-// test file of the package defines it: package variables are initialized before init runs.
-func init() {
-	if flag.Lookup("update") == nil {
-		flag.Bool("update", false, "rewrite the golden files in testdata")
-	}
-}
-
-func updating() bool {
-	f := flag.Lookup("update")
-	return f != nil && f.Value.String() == "true"
-}
 
 // The images of the webhook's golden files (internal/inject's testOptions).
 const goldenInjectorImage = "ghcr.io/kratos-injector/kratos-injector:test"
@@ -230,19 +217,7 @@ func TestInjectGoldenManifests(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}
 			got := normalizeVersion(stdout)
-			golden := strings.TrimSuffix(in, ".in.yaml") + ".golden.yaml"
-			if updating() {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./internal/cli/ -run TestInjectGolden -update)", err)
-			}
-			if d := cmp.Diff(string(want), got); d != "" {
-				t.Errorf("output differs from %s (-want +got):\n%s", golden, d)
-			}
+			golden.Compare(t, strings.TrimSuffix(in, ".in.yaml")+".golden.yaml", "output", []byte(got))
 
 			// Every input document without a labelled pod (template) is in the output as is.
 			input, _ := os.ReadFile(in)

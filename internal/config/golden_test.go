@@ -1,16 +1,15 @@
 package config
 
 import (
-	"flag"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/<case>/golden")
+	"github.com/kratos-injector/kratos-injector/internal/golden"
+)
 
 // warningsFile is the golden file holding Result.Warnings, one a line.
 const warningsFile = "warnings.txt"
@@ -103,25 +102,7 @@ func TestGolden(t *testing.T) {
 	for _, name := range goldenCases(t) {
 		t.Run(name, func(t *testing.T) {
 			got := outputFiles(renderCase(t, name))
-			golden := filepath.Join("testdata", name, "golden")
-			if *update {
-				if err := os.RemoveAll(golden); err != nil {
-					t.Fatal(err)
-				}
-				for rel, content := range got {
-					p := filepath.Join(golden, filepath.FromSlash(rel))
-					if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
-				return
-			}
-			if diff := cmp.Diff(readTree(t, golden), got); diff != "" {
-				t.Errorf("rendered files differ from %s (-golden +rendered); run go test ./internal/config/... -update if intended:\n%s", golden, diff)
-			}
+			golden.CompareTree(t, filepath.Join("testdata", name, "golden"), "rendered files", got)
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package inject
 
 import (
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,9 +11,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kratos-injector/kratos-injector/internal/config"
+	"github.com/kratos-injector/kratos-injector/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // testOptions are fixed so the golden files do not depend on the build's version.
 var testOptions = Options{
@@ -58,19 +56,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := strings.TrimSuffix(in, ".in.yaml") + ".golden.yaml"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./internal/inject/... -update)", err)
-			}
-			if d := cmp.Diff(string(want), string(got)); d != "" {
-				t.Errorf("injected pod differs from %s (-want +got):\n%s", golden, d)
-			}
+			golden.Compare(t, strings.TrimSuffix(in, ".in.yaml")+".golden.yaml", "injected pod", got)
 			checkInvariants(t, pod, out)
 
 			t.Run("idempotent", func(t *testing.T) {
