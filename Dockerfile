@@ -2,7 +2,7 @@
 # The kratos-injector image: one static binary, `webhook`, that serves the admission webhook
 # (`webhook serve`) and renders kratos.yaml in the injected init container (`webhook render`,
 # found on PATH). Build with `make image` (VERSION is stamped into the binary as `make build`
-# does). The e2e bed packs bin/webhook the same way (test/e2e/bed/images.go): same path, same
+# does). The test bed packs bin/webhook the same way (internal/testbed/images.go): same path, same
 # user; manifests/manifests_test.go checks that the two agree.
 
 FROM golang:1.26 AS build

@@ -11,7 +11,7 @@ export KRATOS_INJECTOR_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kratos-in
 E2E_TIMEOUT ?= 45m
 GO_TEST_FLAGS ?=
 
-.PHONY: all build test unit e2e tools fmt vet clean bench demo
+.PHONY: all build test unit integration e2e tools fmt vet lint-fix clean bench demo
 
 all: build
 
@@ -25,9 +25,15 @@ build:
 tools:
 	@dir=$$(hack/tools.sh); echo "test components in $$dir:"; ls -l "$$dir" | sed 1d
 
-## unit: unit and golden tests (the action tests run a real Kratos: tools first)
-unit: tools
-	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v /test/e2e)
+## unit: unit and golden tests that need nothing but Go (no test bed, no components)
+unit:
+	go test $(GO_TEST_FLAGS) $$(hack/testpkgs.sh unit)
+
+## integration: the package tests that start real components through internal/testbed
+## (kube-apiserver + etcd + kwok, a real Kratos, Postgres): the actions, the plugin, instance
+## discovery, self-signed TLS, the webhook server, the manifests
+integration: tools
+	go test $(GO_TEST_FLAGS) $$(hack/testpkgs.sh integration)
 
 ## e2e: end-to-end tests on the real test bed (needs root for the real node)
 E2E_LOG ?= $(CURDIR)/_output/e2e.log
@@ -37,24 +43,32 @@ e2e: build tools
 	go test $(GO_TEST_FLAGS) -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/ 2>&1 | tee $(E2E_LOG)
 	@! grep -- '--- SKIP' $(E2E_LOG) || { echo "e2e: a test was skipped; a skip is a failure here"; exit 1; }
 
-## test: vet, unit and e2e — everything
-test: vet unit e2e
+## test: vet, unit, integration and e2e — everything
+test: vet unit integration e2e
 
 ## demo: a local cluster with an injected Kratos and a walk through `kubectl kratos` (root; Ctrl-C stops it; DEMO_EXIT=1 exits after the walk)
 demo: build tools
 	go build -o $(BIN)/demo ./hack/demo
 	$(BIN)/demo
 
-## bench: injection and admission-handler benchmarks (DESIGN §9)
+## bench: injection and admission-handler benchmarks (see docs/architecture.md, 'Performance')
 bench:
 	go test -run '^$$' -bench . -benchmem ./internal/inject/...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+## vet: gofmt check, go vet, golangci-lint (.golangci.yml; built once by hack/tools.sh, cached)
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$unformatted" ] || { echo "gofmt needed: $$unformatted"; exit 1; }
 	go vet ./...
+	@dir=$$(hack/tools.sh golangci-lint); echo "golangci-lint $$("$$dir/golangci-lint" version --short) run ./..."; \
+	  "$$dir/golangci-lint" run ./...
+
+## lint-fix: apply golangci-lint's fixes and formatters (gofmt, gci import groups) to the tree
+lint-fix:
+	@dir=$$(hack/tools.sh golangci-lint); echo "golangci-lint $$("$$dir/golangci-lint" version --short) fmt ./... && run --fix ./..."; \
+	  "$$dir/golangci-lint" fmt ./...; "$$dir/golangci-lint" run --fix ./...
 
 clean:
 	rm -rf $(BIN)

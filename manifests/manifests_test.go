@@ -1,8 +1,3 @@
-// Package manifests holds the kustomize manifests; its tests render every overlay (with
-// kustomize's own library, as `kubectl apply -k` does) and decode each object strictly into its
-// Go API type — Kubernetes' and cert-manager's v1 — so an unknown or misspelt field fails here,
-// then check what the design promises of them. The e2e suite installs the overlays on the bed
-// (test/e2e/install_test.go).
 package manifests
 
 import (
@@ -139,7 +134,7 @@ func load(t *testing.T, dir string) *rendered {
 const ns = "kratos-injector"
 
 // TestBase checks what every overlay inherits: the Deployment, Service, PDB and webhook
-// configuration as the design describes them.
+// configuration as the README and docs/architecture.md describe them.
 func TestBase(t *testing.T) {
 	for _, dir := range []string{"base", "cert-manager", "self-signed"} {
 		t.Run(dir, func(t *testing.T) {
@@ -362,11 +357,10 @@ func TestSelfSigned(t *testing.T) {
 
 	// Every grant, flattened: resource, verb, name ("" = any).
 	var grants []string
-	bound := func(kind, name string, subjects []rbacv1.Subject) bool {
+	bound := func(kind, name string, subjects []rbacv1.Subject) {
 		if !slices.Equal(subjects, []rbacv1.Subject{sa}) {
 			t.Errorf("%s %s binds %+v, want only %+v", kind, name, subjects, sa)
 		}
-		return true
 	}
 	for _, rb := range r.rbs {
 		bound("RoleBinding", rb.Name, rb.Subjects)
@@ -472,8 +466,8 @@ func extractReplacement(t *testing.T, overlay string) string {
 	return strings.Join(out, "\n")
 }
 
-// TestDockerfileMatchesBed: the image the Dockerfile builds and the one the e2e bed builds from
-// bin/webhook (test/e2e/bed/images.go) carry the binary at the same path, run as the same user,
+// TestDockerfileMatchesBed: the image the Dockerfile builds and the one the test bed builds from
+// bin/webhook (internal/testbed/images.go) carry the binary at the same path, run as the same user,
 // and the Dockerfile compiles it as `make build` does.
 func TestDockerfileMatchesBed(t *testing.T) {
 	df, err := os.ReadFile("../Dockerfile")

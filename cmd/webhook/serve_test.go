@@ -50,7 +50,9 @@ func TestServe(t *testing.T) {
 	go func() { done <- o.run(ctx) }()
 	defer func() {
 		signal()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 	}()
 
 	probe := func(path string) int {

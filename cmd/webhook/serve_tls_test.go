@@ -66,7 +66,9 @@ func TestServeSelfSigned(t *testing.T) {
 	go func() { done <- o.run(runCtx) }()
 	defer func() {
 		stop()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
 	}()
 
 	probe := func() int {

@@ -5,7 +5,7 @@ import (
 	"github.com/kratos-injector/kratos-injector/internal/inject"
 )
 
-// The formats of the Secrets and ConfigMaps the annotations name (DESIGN §4). internal/config
+// The formats of the Secrets and ConfigMaps the annotations name. internal/config
 // keeps no exported table of them (its parsers read the keys one by one), so they are
 // documented here, as data; the tests of this package hold the table to the parsers: every
 // example renders with config.Render, removing a required key fails naming it, and the IdP

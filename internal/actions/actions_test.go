@@ -2,6 +2,7 @@ package actions_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -137,7 +138,7 @@ func login(t testing.TB, identifier, pw string) string {
 func loginRefused(t testing.TB, identifier, pw string) {
 	t.Helper()
 	_, err := kratos(t).LoginPassword(ctx(t), identifier, pw)
-	if he, ok := err.(*kratostest.HTTPError); !ok || he.Status != http.StatusBadRequest {
+	if he, ok := errors.AsType[*kratostest.HTTPError](err); !ok || he.Status != http.StatusBadRequest {
 		t.Fatalf("login as %s with a wrong password: want a 400 refusal, got %v", identifier, err)
 	}
 }

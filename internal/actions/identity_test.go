@@ -38,7 +38,7 @@ func TestRefValidate(t *testing.T) {
 	}
 }
 
-// TestGetIdentityByEmailIsOneCall proves DESIGN §9: `identity get --email` is one admin API
+// TestGetIdentityByEmailIsOneCall proves that `identity get --email` is one admin API
 // call whatever the number of identities, and measures its latency.
 func TestGetIdentityByEmailIsOneCall(t *testing.T) {
 	c, cnt := adminClient(t)

@@ -193,7 +193,7 @@ func TestIdentityLifecycleThroughPortForward(t *testing.T) {
 	}
 
 	// get --email: command start to result, port-forward through the API server included
-	// (DESIGN §9: well under 1 s).
+	// (well under 1 s: see docs/architecture.md, 'Performance').
 	var took []time.Duration
 	for i := 0; i < 10; i++ {
 		r = kk(t, "", append(g, "identity", "get", "--email", email, "-o", "json")...).ok(t, "get")

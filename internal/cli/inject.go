@@ -23,8 +23,6 @@ type InjectOptions struct {
 	Filenames     []string
 	InjectorImage string
 	KratosImage   string
-
-	namespace string
 }
 
 func newInjectCmd(g *Globals) *cobra.Command {
@@ -65,12 +63,9 @@ secrets, no SMTP, ...) go to standard error.`,
 	return cmd
 }
 
-func (o *InjectOptions) Complete(*cobra.Command, []string) error {
-	if ns := o.g.ConfigFlags.Namespace; ns != nil {
-		o.namespace = *ns
-	}
-	return nil
-}
+// Complete has nothing to do: the injection depends neither on the namespace (-n) nor on a
+// cluster.
+func (o *InjectOptions) Complete(*cobra.Command, []string) error { return nil }
 
 func (o *InjectOptions) Validate() error {
 	if len(o.Filenames) == 0 {
@@ -78,10 +73,10 @@ func (o *InjectOptions) Validate() error {
 	}
 	stdin := 0
 	for _, f := range o.Filenames {
-		switch {
-		case f == "":
+		switch f {
+		case "":
 			return errors.New("-f: empty file name")
-		case f == "-":
+		case "-":
 			stdin++
 		}
 	}
@@ -97,81 +92,38 @@ func (o *InjectOptions) Validate() error {
 	return nil
 }
 
+// Run reads every -f and prints what internal/inject makes of them: the warnings first, then
+// the output, which is written only when every object could be injected.
 func (o *InjectOptions) Run(context.Context) error {
-	var docs []*manifestDoc
+	var manifests []inject.Manifest
 	for _, f := range o.Filenames {
-		sources, err := o.read(f)
+		m, err := o.read(f)
 		if err != nil {
 			return err
 		}
-		for _, s := range sources {
-			n := 0
-			for _, raw := range splitDocuments(s.data) {
-				if len(bytes.TrimSpace(raw)) == 0 {
-					continue // nothing between two separators (or before the first): dropped
-				}
-				n++
-				docs = append(docs, &manifestDoc{source: s.name, index: n, raw: raw})
-			}
-		}
+		manifests = append(manifests, m...)
 	}
-
-	in := &offlineInjector{
-		injector:    inject.NewInjector(inject.Options{InjectorImage: o.InjectorImage, KratosImage: o.KratosImage}),
-		kratosImage: o.KratosImage,
-		namespace:   o.namespace,
+	// Buffered: the warnings are printed before any of the output, which may be long.
+	var out bytes.Buffer
+	report, err := inject.InjectManifests(&out, inject.Options{InjectorImage: o.InjectorImage, KratosImage: o.KratosImage}, manifests...)
+	if err != nil {
+		return err
 	}
-	var failed []error
-	for _, d := range docs {
-		failed = append(failed, in.injectDoc(d)...)
-	}
-	switch len(failed) {
-	case 0:
-	case 1:
-		return failed[0]
-	default:
-		msgs := make([]string, len(failed))
-		for i, err := range failed {
-			msgs[i] = "  " + err.Error()
-		}
-		return fmt.Errorf("%d objects cannot be injected (nothing was written):\n%s", len(failed), strings.Join(msgs, "\n"))
-	}
-
-	for _, w := range in.warnings {
+	for _, w := range report.Warnings {
 		fmt.Fprintf(o.g.Streams.ErrOut, "Warning: %s\n", w)
 	}
-	var out bytes.Buffer
-	first := true
-	for _, d := range docs {
-		if d.out == nil {
-			continue
-		}
-		if !first {
-			out.WriteString("---\n")
-		}
-		first = false
-		out.Write(d.out)
-		if !bytes.HasSuffix(d.out, []byte("\n")) {
-			out.WriteByte('\n')
-		}
-	}
-	_, err := o.g.Streams.Out.Write(out.Bytes())
+	_, err = o.g.Streams.Out.Write(out.Bytes())
 	return err
 }
 
-type source struct {
-	name string
-	data []byte
-}
-
 // read returns the content of -f f: a file, every manifest file of a directory, or stdin.
-func (o *InjectOptions) read(f string) ([]source, error) {
+func (o *InjectOptions) read(f string) ([]inject.Manifest, error) {
 	if f == "-" {
 		b, err := io.ReadAll(o.g.Streams.In)
 		if err != nil {
 			return nil, fmt.Errorf("read standard input: %w", err)
 		}
-		return []source{{name: "stdin", data: b}}, nil
+		return []inject.Manifest{{Name: "stdin", Data: b}}, nil
 	}
 	fi, err := os.Stat(f)
 	if err != nil {
@@ -194,13 +146,13 @@ func (o *InjectOptions) read(f string) ([]source, error) {
 			return nil, fmt.Errorf("-f %s: the directory holds no *.yaml, *.yml or *.json file", f)
 		}
 	}
-	out := make([]source, 0, len(files))
+	out := make([]inject.Manifest, 0, len(files))
 	for _, name := range files {
 		b, err := os.ReadFile(name)
 		if err != nil {
 			return nil, fmt.Errorf("-f %s: %w", f, err)
 		}
-		out = append(out, source{name: name, data: b})
+		out = append(out, inject.Manifest{Name: name, Data: b})
 	}
 	return out, nil
 }

@@ -4,15 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kratos-injector/kratos-injector/internal/actions"
-	"github.com/kratos-injector/kratos-injector/internal/config"
 	"github.com/kratos-injector/kratos-injector/internal/inject"
 	"github.com/kratos-injector/kratos-injector/internal/instance"
 )
@@ -67,7 +64,7 @@ func (o *MigrateOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cmd := actions.MigrateCommand(kratosConfigPath(pod))
+	cmd := actions.MigrateCommand(instance.ConfigPath(pod))
 	fmt.Fprintf(o.g.Streams.ErrOut, "Migrating the database of instance %s in pod %s: %s\n", in.Name, pod.Name, strings.Join(cmd, " "))
 
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
@@ -85,28 +82,4 @@ func (o *MigrateOptions) Run(ctx context.Context) error {
 	}
 	fmt.Fprintf(o.g.Streams.ErrOut, "Database of instance %s migrated in %s.\n", in.Name, time.Since(start).Round(10*time.Millisecond))
 	return nil
-}
-
-// kratosConfigPath is the config file the pod's Kratos runs with (its -c/--config argument),
-// the rendered config's default path otherwise.
-func kratosConfigPath(pod *corev1.Pod) string {
-	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
-		for _, c := range list {
-			if c.Name != inject.ContainerKratos {
-				continue
-			}
-			argv := append(append([]string{}, c.Command...), c.Args...)
-			for i, a := range argv {
-				switch {
-				case (a == "-c" || a == "--config") && i+1 < len(argv):
-					return argv[i+1]
-				case strings.HasPrefix(a, "--config="):
-					return strings.TrimPrefix(a, "--config=")
-				case strings.HasPrefix(a, "-c="):
-					return strings.TrimPrefix(a, "-c=")
-				}
-			}
-		}
-	}
-	return path.Join(config.DefaultConfigDir, config.ConfigFile)
 }

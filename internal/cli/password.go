@@ -14,6 +14,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kratos-injector/kratos-injector/internal/instance"
 )
 
 // defaultPasswordKey is the Secret key read when --password-secret names no key.
@@ -35,8 +37,6 @@ func (p *passwordFlags) add(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&p.FromStdin, "password-stdin", false, "read the password from stdin (prompted without echo on a terminal)")
 	cmd.Flags().StringVar(&p.Secret, "password-secret", "", "read the password from a Secret of the namespace: NAME[/KEY] (key default \"password\")")
 }
-
-func (p *passwordFlags) given() bool { return p.FromStdin || p.Secret != "" }
 
 func (p *passwordFlags) Validate() error {
 	if p.FromStdin && p.Secret != "" {
@@ -108,7 +108,7 @@ func (p *passwordFlags) readSecret(ctx context.Context, g *Globals) (string, err
 	case apierrors.IsNotFound(err):
 		return "", fmt.Errorf("--password-secret: Secret %s not found in namespace %s", name, k.namespace)
 	case apierrors.IsForbidden(err):
-		return "", fmt.Errorf("--password-secret: you need \"get\" on \"secrets\" in namespace %s: %v", k.namespace, err)
+		return "", fmt.Errorf("--password-secret: %w", instance.APIError(err, "get", "secrets", k.namespace))
 	case err != nil:
 		return "", fmt.Errorf("--password-secret: get Secret %s in namespace %s: %w", name, k.namespace, err)
 	}

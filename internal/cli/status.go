@@ -13,12 +13,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kratos-injector/kratos-injector/internal/config"
 	"github.com/kratos-injector/kratos-injector/internal/inject"
+	"github.com/kratos-injector/kratos-injector/internal/instance"
 )
 
 // StatusOptions are `status`.
@@ -149,7 +148,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	if o.AllNamespaces {
 		ns = metav1.NamespaceAll
 	}
-	pods, err := o.listPods(ctx, k.clientset, ns)
+	pods, err := instance.List(ctx, k.clientset, instance.Selector{Namespace: ns, Instance: o.g.Instance, LabelSelector: o.g.Selector})
 	if err != nil {
 		return err
 	}
@@ -168,73 +167,25 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	return o.printTable(rep)
 }
 
-// listPods lists the injected pods the flags select (one API call).
-func (o *StatusOptions) listPods(ctx context.Context, cs kubernetes.Interface, ns string) ([]corev1.Pod, error) {
-	req, err := labels.NewRequirement(inject.LabelInstance, selection.Exists, nil)
-	if o.g.Instance != "" {
-		req, err = labels.NewRequirement(inject.LabelInstance, selection.Equals, []string{o.g.Instance})
-	}
-	if err != nil {
-		return nil, usagef("--instance %q: %v", o.g.Instance, err)
-	}
-	sel := labels.NewSelector().Add(*req)
-	if o.g.Selector != "" {
-		extra, err := labels.Parse(o.g.Selector)
-		if err != nil {
-			return nil, usagef("-l %q: %v", o.g.Selector, err)
-		}
-		reqs, _ := extra.Requirements()
-		sel = sel.Add(reqs...)
-	}
-	list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, apiError(err, "list", "pods", ns)
-	}
-	return list.Items, nil
-}
-
-// apiError turns an RBAC denial into the permission to ask for.
-func apiError(err error, verb, resource, ns string) error {
-	where, flag := "in namespace "+ns, "-n "+ns
-	if ns == "" {
-		where, flag = "in every namespace (-A)", "-A"
-	}
-	if apierrors.IsForbidden(err) {
-		return fmt.Errorf("you need %q on %q %s (check with `kubectl auth can-i %s %s %s`); the API server said: %v",
-			verb, resource, where, verb, resource, flag, err)
-	}
-	return fmt.Errorf("%s %s %s: %w", verb, resource, where, err)
-}
-
-// instances groups pods by namespace and instance, sorted by namespace and name.
+// instances reports on each instance of pods, sorted by namespace and name.
 func (o *StatusOptions) instances(ctx context.Context, cs kubernetes.Interface, pods []corev1.Pod) []InstanceStatus {
-	type key struct{ ns, name string }
-	groups := map[key][]*corev1.Pod{}
-	var keys []key
-	for i := range pods {
-		p := &pods[i]
-		k := key{p.Namespace, p.Labels[inject.LabelInstance]}
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], p)
-	}
-	sort.Slice(keys, func(a, b int) bool {
-		if keys[a].ns != keys[b].ns {
-			return keys[a].ns < keys[b].ns
-		}
-		return keys[a].name < keys[b].name
-	})
 	secrets := &secretReader{cs: cs, cache: map[string]secretResult{}}
-	out := make([]InstanceStatus, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, o.instance(ctx, secrets, k.ns, k.name, groups[k]))
+	groups := instance.Group(pods)
+	out := make([]InstanceStatus, 0, len(groups))
+	for _, in := range groups {
+		out = append(out, o.instance(ctx, secrets, in))
 	}
 	return out
 }
 
-func (o *StatusOptions) instance(ctx context.Context, secrets *secretReader, ns, name string, pods []*corev1.Pod) InstanceStatus {
-	in := InstanceStatus{Namespace: ns, Name: name}
+func (o *StatusOptions) instance(ctx context.Context, secrets *secretReader, group *instance.Instance) InstanceStatus {
+	ns := group.Namespace
+	in := InstanceStatus{Namespace: ns, Name: group.Name}
+	// By name, for display (the group's own order is the plugin's choice of pod).
+	pods := make([]*corev1.Pod, len(group.Pods))
+	for i := range group.Pods {
+		pods[i] = &group.Pods[i]
+	}
 	sort.Slice(pods, func(a, b int) bool { return pods[a].Name < pods[b].Name })
 	var newest *corev1.Pod
 	for _, p := range pods {

@@ -34,11 +34,11 @@ func injectedPod(t *testing.T, ns, name, instance string, annotations map[string
 			Labels: map[string]string{inject.LabelInject: "true", inject.LabelInstance: instance, "app": instance}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1"}}},
 	}
-	out, err := inject.Inject(p, ns, inject.Options{InjectorImage: "registry.example.com/kratos-injector:test"})
+	res, err := inject.Inject(p, inject.Options{InjectorImage: "registry.example.com/kratos-injector:test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
+	return res.Pod
 }
 
 // podRunningStatus is the status a kubelet reports for the pod when every container runs and is

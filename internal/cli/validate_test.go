@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
@@ -145,12 +144,3 @@ func TestExitCodeOfFailures(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want 1", code, stderr)
 	}
 }
-
-func TestKratosConfigPath(t *testing.T) {
-	// Exercised through migrate in the integration tests; the fallback needs no pod.
-	if got := kratosConfigPath(&podWithoutKratos); got != "/etc/kratos/kratos.yaml" {
-		t.Fatalf("fallback path %q", got)
-	}
-}
-
-var podWithoutKratos = corev1.Pod{}

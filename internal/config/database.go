@@ -24,7 +24,7 @@ var postgresSchemes = []string{"postgres", "postgresql", "cockroach"}
 
 var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
-// postgresDSN reads the database Secret (DESIGN §4.1): key dsn (used as is), else key uri (a
+// postgresDSN reads the database Secret: key dsn (used as is), else key uri (a
 // CloudNativePG <cluster>-app Secret has it; kept as is, so its absent sslmode stays absent and
 // the driver's default applies), else the discrete keys, URL-escaped into a DSN.
 func postgresDSN(s *source) (string, error) {
@@ -139,7 +139,7 @@ func (r *renderer) databaseDSN() (string, error) {
 		r.warn("database sqlite: the data lives in the pod's emptyDir and is lost with the pod; run one replica, or set kratos-injector.io/database-secret for Postgres")
 		return sqliteDSN(r.opts.DataDir), nil
 	}
-	s, err := openSecret(r.opts.InputDir, r.spec.DatabaseSecret)
+	s, err := r.openSecret(r.spec.DatabaseSecret)
 	if err != nil {
 		return "", err
 	}

@@ -113,7 +113,7 @@ func TestRenderErrors(t *testing.T) {
 		// substrings the message must contain (the fix)
 		want []string
 	}{
-		// Database (DESIGN §4.1).
+		// Database.
 		{name: "db password missing", break_: func(f *fixture) { delete(f.secrets["pg"], "password") },
 			kind: "secret", obj: "pg", key: "password", want: []string{"missing", `use key "dsn"`}},
 		{name: "db no connection at all", break_: func(f *fixture) { f.secrets["pg"] = map[string]string{"password": "PW-SENTINEL"} },
@@ -135,7 +135,7 @@ func TestRenderErrors(t *testing.T) {
 		{name: "db secret not mounted", break_: func(f *fixture) { delete(f.secrets, "pg") },
 			kind: "secret", obj: "pg", key: "", want: []string{"not mounted"}},
 
-		// SMTP (DESIGN §4.2).
+		// SMTP.
 		{name: "smtp bad transport", break_: func(f *fixture) { f.secrets["smtp"]["transport_security"] = "ssl" }, bad: "ssl",
 			kind: "secret", obj: "smtp", key: "transport_security", want: []string{`"starttls"`}},
 		{name: "smtp credentials without TLS", break_: func(f *fixture) { f.secrets["smtp"]["transport_security"] = "none" }, bad: "PW-SENTINEL-smtp",
@@ -169,7 +169,7 @@ func TestRenderErrors(t *testing.T) {
 			f.secrets["kratos-secrets"]["cookie"] = "COOKIE-SENTINEL-0123456789\nCOOKIE-SENTINEL-0123456789\n"
 		}, kind: "secret", obj: "kratos-secrets", key: "cookie", want: []string{"repeats value 1"}},
 
-		// External IdPs (DESIGN §4.3).
+		// External IdPs.
 		{name: "idp client_secret missing", break_: func(f *fixture) { delete(f.secrets["gh"], "client_secret") },
 			kind: "secret", obj: "gh", key: "client_secret", want: []string{"missing"}},
 		{name: "idp provider missing", break_: func(f *fixture) { delete(f.secrets["gh"], "provider") },

@@ -66,7 +66,7 @@ func builtinMapper(provider string) []byte {
 // providerIDPattern keeps ids usable in the callback URL path and as file names.
 var providerIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
-// identityProviders renders the external IdPs, one Secret each (DESIGN §4.3), in the spec's
+// identityProviders renders the external IdPs, one Secret each, in the spec's
 // order. A provider's id defaults to its provider type (a lone GitHub provider is "github", its
 // callback .../self-service/methods/oidc/callback/github); two providers of one type need an
 // explicit id, because the id is also the prefix of every linked account's identifier and must
@@ -81,7 +81,7 @@ func (r *renderer) identityProviders() ([]OIDCProvider, error) {
 	var out []OIDCProvider
 	owner := map[string]string{} // provider id -> Secret name
 	for _, name := range r.spec.IDPSecrets {
-		s, err := openSecret(r.opts.InputDir, name)
+		s, err := r.openSecret(name)
 		if err != nil {
 			return nil, err
 		}

@@ -36,7 +36,7 @@ func (r *renderer) overlay() (map[string]any, error) {
 	if r.spec.ConfigOverlay == "" {
 		return nil, nil
 	}
-	cm, err := openConfigMap(r.opts.InputDir, r.spec.ConfigOverlay)
+	cm, err := r.openConfigMap(r.spec.ConfigOverlay)
 	if err != nil {
 		return nil, err
 	}

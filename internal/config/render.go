@@ -10,8 +10,6 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"sort"
-	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -67,10 +65,11 @@ type Result struct {
 // holds a value read from a Secret.
 func Render(spec *Spec, opts RenderOptions) (*Result, error) {
 	opts = opts.withDefaults()
-	if err := validateSpec(spec, opts); err != nil {
+	if err := checkSpec(spec, opts); err != nil {
 		return nil, fmt.Errorf("spec: %w", err)
 	}
 	r := &renderer{spec: spec, opts: opts, files: map[string][]byte{}}
+	r.secrets, r.configMaps = spec.Inputs()
 	r.feat = r.features()
 
 	cfg := KratosConfig{
@@ -131,9 +130,29 @@ type renderer struct {
 	feat     features
 	files    map[string][]byte
 	warnings []string
+	// secrets and configMaps are the spec's Inputs: all that injection mounts.
+	secrets, configMaps []string
 }
 
 func (r *renderer) warn(msg string) { r.warnings = append(r.warnings, msg) }
+
+// openSecret opens the Secret name, which must be one of the spec's Inputs. Injection mounts
+// only those, so a Secret read from a field Inputs forgets would be "not mounted" in every pod;
+// this makes the omission fail every test that renders the field instead.
+func (r *renderer) openSecret(name string) (*source, error) {
+	if !slices.Contains(r.secrets, name) {
+		return nil, fmt.Errorf("internal error: Secret %q is read but not listed by Spec.Inputs, so injection does not mount it", name)
+	}
+	return openSecret(r.opts.InputDir, name)
+}
+
+// openConfigMap is openSecret for ConfigMaps.
+func (r *renderer) openConfigMap(name string) (*source, error) {
+	if !slices.Contains(r.configMaps, name) {
+		return nil, fmt.Errorf("internal error: ConfigMap %q is read but not listed by Spec.Inputs, so injection does not mount it", name)
+	}
+	return openConfigMap(r.opts.InputDir, name)
+}
 
 // fileURL is the file:// URL under which Kratos finds the rendered file rel.
 func (r *renderer) fileURL(rel string) string {
@@ -163,11 +182,8 @@ func (r *renderer) serve() Serve {
 	return s
 }
 
-var logLevels = []string{"trace", "debug", "info", "warning", "error", "fatal", "panic"}
-
-// validateSpec checks what Render relies on. inject.ParseAnnotations owns validation and
-// defaults (with messages naming annotations); this guards a spec that did not come from it.
-func validateSpec(s *Spec, opts RenderOptions) error {
+// checkSpec checks what Render relies on: the spec's own rules (Validate) and the layout.
+func checkSpec(s *Spec, opts RenderOptions) error {
 	if s == nil {
 		return errors.New("no spec")
 	}
@@ -176,70 +192,7 @@ func validateSpec(s *Spec, opts RenderOptions) error {
 			return fmt.Errorf("%s %q: not an absolute path", d.name, d.dir)
 		}
 	}
-	switch s.Database {
-	case DatabaseSQLite:
-	case DatabasePostgres:
-		if s.DatabaseSecret == "" {
-			return errors.New("database postgres needs databaseSecret (kratos-injector.io/database-secret)")
-		}
-	default:
-		return fmt.Errorf("database %q: not %q or %q", s.Database, DatabasePostgres, DatabaseSQLite)
-	}
-	names := slices.Clone(s.IDPSecrets)
-	sort.Strings(names)
-	for i, n := range names {
-		if n == "" || (i > 0 && names[i-1] == n) {
-			return fmt.Errorf("idpSecrets: empty or repeated Secret name %q", n)
-		}
-	}
-	if !schemaIDPattern.MatchString(s.DefaultSchema) {
-		return fmt.Errorf("defaultSchema %q: not a schema id (letters, digits, '.', '_', '-')", s.DefaultSchema)
-	}
-	for _, u := range []struct {
-		name, value string
-		required    bool
-	}{
-		{"publicURL", s.PublicURL, true},
-		{"uiURL", s.UIURL, false},
-		{"returnURL", s.ReturnURL, false},
-		{"hydraAdminURL", s.HydraAdminURL, false},
-	} {
-		if u.value == "" && !u.required {
-			continue
-		}
-		if !isAbsURL(u.value, "http", "https") {
-			return fmt.Errorf("%s %q: not an absolute http(s) URL", u.name, u.value)
-		}
-	}
-	for _, v := range s.AllowedReturnURLs {
-		if !isAbsURL(v, "http", "https") {
-			return fmt.Errorf("allowedReturnURLs: %q is not an absolute http(s) URL", v)
-		}
-	}
-	for _, v := range s.CORSOrigins {
-		// Kratos accepts "*" or an origin with at most one wildcard (https://*.example.com).
-		if v != "*" && (!isAbsURL(v, "http", "https") || strings.Count(v, "*") > 1) {
-			return fmt.Errorf("corsOrigins: %q is not \"*\" or an http(s) origin", v)
-		}
-	}
-	for _, f := range s.Features {
-		if !slices.Contains(AllFeatures, f) {
-			return fmt.Errorf("features: unknown feature %q (known: %s)", f, strings.Join(AllFeatures, ", "))
-		}
-	}
-	if !isEmail(s.SenderAddress) {
-		return fmt.Errorf("senderAddress %q: not an email address", s.SenderAddress)
-	}
-	if !oneLine(s.SenderName) {
-		return errors.New("senderName: not one line")
-	}
-	if !slices.Contains(logLevels, s.LogLevel) {
-		return fmt.Errorf("logLevel %q: not one of %s", s.LogLevel, strings.Join(logLevels, ", "))
-	}
-	if s.Admin != AdminLocalhost && s.Admin != AdminPod {
-		return fmt.Errorf("admin %q: not %q or %q", s.Admin, AdminLocalhost, AdminPod)
-	}
-	return nil
+	return s.Validate()
 }
 
 // WriteFiles writes the result into dir (the config dir) without ever leaving a partial set:

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -26,8 +25,9 @@ const (
 	SchemaAdmin   = "admin"
 )
 
-// schemaIDPattern keeps ids usable as file names and in URLs.
-var schemaIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+// BuiltinSchemas are the ids of the built-in schemas: the schemas Kratos gets when the spec
+// names no schemas ConfigMap.
+var BuiltinSchemas = []string{SchemaDefault, SchemaAdmin}
 
 // schemaFile is where the schema id is written, relative to the config dir.
 func schemaFile(id string) string { return path.Join("schemas", id+".schema.json") }
@@ -49,10 +49,11 @@ func BuiltinSchema(id string) []byte {
 func (r *renderer) identity() (Identity, error) {
 	schemas := map[string][]byte{}
 	if r.spec.IdentitySchemas == "" {
-		schemas[SchemaDefault] = BuiltinSchema(SchemaDefault)
-		schemas[SchemaAdmin] = BuiltinSchema(SchemaAdmin)
+		for _, id := range BuiltinSchemas {
+			schemas[id] = BuiltinSchema(id)
+		}
 	} else {
-		cm, err := openConfigMap(r.opts.InputDir, r.spec.IdentitySchemas)
+		cm, err := r.openConfigMap(r.spec.IdentitySchemas)
 		if err != nil {
 			return Identity{}, err
 		}

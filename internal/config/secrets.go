@@ -26,7 +26,7 @@ func (r *renderer) kratosSecrets() (Secrets, error) {
 		r.warn("no secrets-secret: random cookie, cipher and default secrets for this pod; sessions and encrypted OIDC tokens do not survive a restart and are not shared between replicas; set kratos-injector.io/secrets-secret")
 		return randomSecrets(r.opts.Rand)
 	}
-	s, err := openSecret(r.opts.InputDir, r.spec.SecretsSecret)
+	s, err := r.openSecret(r.spec.SecretsSecret)
 	if err != nil {
 		return Secrets{}, err
 	}

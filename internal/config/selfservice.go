@@ -172,7 +172,7 @@ func (r *renderer) relyingParty() WebAuthnRP {
 	if base == "" {
 		base = r.spec.PublicURL
 	}
-	u, _ := url.Parse(base) // checked by validateSpec
+	u, _ := url.Parse(base) // checked by Spec.Validate
 	return WebAuthnRP{
 		ID:          u.Hostname(),
 		DisplayName: r.displayName(),

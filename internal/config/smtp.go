@@ -23,7 +23,7 @@ const (
 // used when the Secret has no port key.
 var defaultSMTPPorts = map[string]string{transportTLS: "465", transportStartTLS: "587", transportNone: "25"}
 
-// courier renders courier.smtp: from the SMTP Secret (DESIGN §4.2), or delivering nowhere.
+// courier renders courier.smtp: from the SMTP Secret, or delivering nowhere.
 func (r *renderer) courier() (SMTP, error) {
 	out := SMTP{FromAddress: r.spec.SenderAddress, FromName: r.spec.SenderName}
 	if r.spec.SMTPSecret == "" {
@@ -31,7 +31,7 @@ func (r *renderer) courier() (SMTP, error) {
 		out.ConnectionURI = nowhereSMTP
 		return out, nil
 	}
-	s, err := openSecret(r.opts.InputDir, r.spec.SMTPSecret)
+	s, err := r.openSecret(r.spec.SMTPSecret)
 	if err != nil {
 		return SMTP{}, err
 	}

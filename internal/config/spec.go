@@ -4,30 +4,35 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
 // Spec is the validated, non-secret description of one Kratos instance. It is produced by
-// inject.ParseAnnotations from a pod's kratos-injector.io/ annotations (which own defaults and
-// validation), carried as JSON in the kratos-config init container's arguments, and consumed by
-// Render. It names Secrets and ConfigMaps but never holds a value read from them.
+// inject.ParseAnnotations from a pod's kratos-injector.io/ annotations (which own the defaults),
+// carried as JSON in the kratos-config init container's arguments, and consumed by Render. Its
+// rules are Validate's; the Secrets and ConfigMaps it reads are Inputs'. It names Secrets and
+// ConfigMaps but never holds a value read from them.
+//
+// A field that names a Secret or ConfigMap carries the tag input:"secret" or input:"configmap"
+// and is listed by Inputs (a test holds the two together).
 type Spec struct {
 	// Database is DatabasePostgres or DatabaseSQLite.
 	Database string `json:"database"`
-	// DatabaseSecret names the Secret with the Postgres connection (DESIGN §4.1).
-	DatabaseSecret string `json:"databaseSecret,omitempty"`
-	// SMTPSecret names the Secret with the SMTP server (DESIGN §4.2); empty: mail goes nowhere.
-	SMTPSecret string `json:"smtpSecret,omitempty"`
-	// IDPSecrets names one Secret per external OIDC provider (DESIGN §4.3), in order.
-	IDPSecrets []string `json:"idpSecrets,omitempty"`
+	// DatabaseSecret names the Secret with the Postgres connection (format: docs/annotations.md).
+	DatabaseSecret string `json:"databaseSecret,omitempty" input:"secret"`
+	// SMTPSecret names the Secret with the SMTP server (format: docs/annotations.md); empty: mail goes nowhere.
+	SMTPSecret string `json:"smtpSecret,omitempty" input:"secret"`
+	// IDPSecrets names one Secret per external OIDC provider (format: docs/annotations.md), in order.
+	IDPSecrets []string `json:"idpSecrets,omitempty" input:"secret"`
 	// SecretsSecret names the Secret with cookie/cipher/default keys; empty: random per pod.
-	SecretsSecret string `json:"secretsSecret,omitempty"`
+	SecretsSecret string `json:"secretsSecret,omitempty" input:"secret"`
 	// IdentitySchemas names a ConfigMap with one <id>.json key per schema; empty: built-ins.
-	IdentitySchemas string `json:"identitySchemas,omitempty"`
+	IdentitySchemas string `json:"identitySchemas,omitempty" input:"configmap"`
 	// DefaultSchema is the default identity schema id.
 	DefaultSchema string `json:"defaultSchema"`
 	// ConfigOverlay names a ConfigMap whose kratos.yaml key is deep-merged last.
-	ConfigOverlay string `json:"configOverlay,omitempty"`
+	ConfigOverlay string `json:"configOverlay,omitempty" input:"configmap"`
 
 	PublicURL         string   `json:"publicURL"`
 	UIURL             string   `json:"uiURL,omitempty"`
@@ -109,6 +114,32 @@ func SecretDir(inputDir, name string) string { return filepath.Join(inputDir, "s
 // ConfigMapDir is where the ConfigMap name is mounted under inputDir.
 func ConfigMapDir(inputDir, name string) string {
 	return filepath.Join(inputDir, "configmaps", name)
+}
+
+// Inputs lists the Secrets and ConfigMaps the spec reads, each once: injection mounts exactly
+// these, and Render refuses to read any other. The order is fixed (not the fields') because it
+// is the order of an injected pod's volumes.
+func (s *Spec) Inputs() (secrets, configMaps []string) {
+	add := func(list []string, names ...string) []string {
+		for _, n := range names {
+			if n != "" && !slices.Contains(list, n) {
+				list = append(list, n)
+			}
+		}
+		return list
+	}
+	secrets = add(secrets, s.DatabaseSecret, s.SMTPSecret, s.SecretsSecret)
+	secrets = add(secrets, s.IDPSecrets...)
+	configMaps = add(configMaps, s.IdentitySchemas, s.ConfigOverlay)
+	return secrets, configMaps
+}
+
+// MigrateArgs are the arguments of the kratos binary that migrate the database of the Kratos
+// whose config is at configPath. The injected migrate init container and `kubectl kratos
+// migrate` (which execs into the Kratos container: the admin API has no migration call) run
+// the same command. -e takes the DSN from the config (or env DSN); --yes answers the prompt.
+func MigrateArgs(configPath string) []string {
+	return []string{"migrate", "sql", "-e", "--yes", "-c", configPath}
 }
 
 // HasFeature reports whether the feature switch f is on.

@@ -34,7 +34,7 @@ func BenchmarkInject(b *testing.B) {
 	in := NewInjector(testOptions)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := in.Inject(pod, "team-a"); err != nil {
+		if _, err := in.Inject(pod); err != nil {
 			b.Fatal(err)
 		}
 	}

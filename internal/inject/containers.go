@@ -121,7 +121,7 @@ func migrateContainer(s *config.Spec) corev1.Container {
 		Name:                     ContainerMigrate,
 		Image:                    s.Image,
 		Command:                  []string{"kratos"},
-		Args:                     []string{"migrate", "sql", "-e", "--yes", "-c", ConfigPath},
+		Args:                     config.MigrateArgs(ConfigPath),
 		Env:                      sqaOptOut(),
 		Resources:                kratosResources(s),
 		VolumeMounts:             kratosMounts(s),

@@ -65,7 +65,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	}
 
 	log := logf.FromContext(ctx)
-	out, spec, err := h.injector.inject(pod, req.Namespace)
+	res, err := h.injector.Inject(pod)
 	if err != nil {
 		var inv *InvalidError
 		if errors.As(err, &inv) {
@@ -81,7 +81,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		log.Error(err, "injection failed", "pod", podName(pod))
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	patch, err := Patch(pod, out)
+	patch, err := Patch(pod, res.Pod)
 	if err != nil {
 		h.deniedInternal.Inc()
 		log.Error(err, "injection failed", "pod", podName(pod))
@@ -91,9 +91,9 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	resp.Patch, resp.PatchType = patch, &jsonPatchType
 	injectionsTotal.Inc()
 	if l := log.V(1); l.Enabled() {
-		l.Info("injected", "pod", podName(pod), "instance", out.Labels[LabelInstance], "status", out.Annotations[AnnotationStatus])
+		l.Info("injected", "pod", podName(pod), "instance", res.Pod.Labels[LabelInstance], "status", res.Pod.Annotations[AnnotationStatus])
 	}
-	return resp.WithWarnings(Warnings(pod, spec)...)
+	return resp.WithWarnings(res.Warnings...)
 }
 
 // decodePod reads the request's pod as the API machinery's JSON serializer does

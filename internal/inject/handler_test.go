@@ -74,10 +74,11 @@ func TestHandlePatchEqualsInject(t *testing.T) {
 				t.Fatalf("not allowed with a patch: %+v", resp.Result)
 			}
 			got := applyPatch(t, req.Object.Raw, resp)
-			want, err := Inject(pod, "team-a", testOptions)
+			res, err := Inject(pod, testOptions)
 			if err != nil {
 				t.Fatal(err)
 			}
+			want := res.Pod
 			want.APIVersion, want.Kind = "v1", "Pod"
 			if d := cmp.Diff(want, got); d != "" {
 				t.Errorf("patched pod differs from Inject's (-inject +patched):\n%s", d)
@@ -97,10 +98,11 @@ func TestHandleSkips(t *testing.T) {
 	h := NewHandler(testOptions)
 	unlabelled := labelledPod(nil)
 	delete(unlabelled.Labels, LabelInject)
-	injected, err := Inject(labelledPod(nil), "team-a", testOptions)
+	res, err := Inject(labelledPod(nil), testOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
+	injected := res.Pod
 	update := request(t, labelledPod(nil))
 	update.Operation = admissionv1.Update
 	notPod := request(t, labelledPod(nil))

@@ -1,6 +1,7 @@
 // Package inject is the injection core: pod annotations -> validated config.Spec, Spec + Pod ->
-// the pod with Kratos injected, and the admission handler around it. The webhook, the offline
-// `kubectl kratos inject -f` and the tests all go through Inject: one code path per decision.
+// the pod with Kratos injected (Inject), the admission handler around it (Handler), and the
+// offline injection of manifests behind `kubectl kratos inject -f` (InjectManifests). The
+// webhook, the plugin and the tests all go through Inject: one code path per decision.
 package inject
 
 import (
@@ -53,22 +54,6 @@ type Injector struct {
 // NewInjector returns an Injector, filling the Options' empty fields with defaults.
 func NewInjector(opts Options) *Injector { return &Injector{opts: opts.withDefaults()} }
 
-// Inject returns a copy of pod with Kratos injected (DESIGN §5); pod itself is never modified.
-// namespace is the namespace the pod is created in (from the admission request: a controller's
-// pod may not carry it yet); nothing injected depends on it today, it is part of the signature
-// so the webhook, the plugin and the tests call the same function. A pod that already carries
-// AnnotationStatus is returned unchanged. Bad settings or clashes with the pod's own containers,
-// volumes or ports return an *InvalidError listing every problem; nothing is half-applied.
-func Inject(pod *corev1.Pod, namespace string, opts Options) (*corev1.Pod, error) {
-	return NewInjector(opts).Inject(pod, namespace)
-}
-
-// Inject is the package-level Inject with the Injector's Options.
-func (in *Injector) Inject(pod *corev1.Pod, namespace string) (*corev1.Pod, error) {
-	out, _, err := in.inject(pod, namespace)
-	return out, err
-}
-
 // SkipReason says why a pod reaching admission is left alone: "not-labelled" (no opt-in label
 // "true"), "already-injected" (it carries the status), or "" when it must be injected.
 func SkipReason(pod *corev1.Pod) string {
@@ -81,17 +66,38 @@ func SkipReason(pod *corev1.Pod) string {
 	return ""
 }
 
-// inject is Inject, also returning the spec (nil when the pod was already injected).
-func (in *Injector) inject(pod *corev1.Pod, _ string) (*corev1.Pod, *config.Spec, error) {
+// Result is what Inject made of a pod.
+type Result struct {
+	// Pod is the injected copy of the pod; an unchanged copy when the pod carried
+	// AnnotationStatus already.
+	Pod *corev1.Pod
+	// Spec is the spec parsed from the pod's annotations, which Pod runs; nil when the pod was
+	// injected already (its annotations are not read then).
+	Spec *config.Spec
+	// Warnings are the admission warnings the spec deserves for this pod (see Warnings).
+	Warnings []string
+}
+
+// Inject returns a copy of pod with Kratos injected (see docs/architecture.md, 'What gets injected'); pod itself is never modified.
+// A pod that already carries AnnotationStatus is returned unchanged. Bad settings or clashes
+// with the pod's own containers, volumes or ports return an *InvalidError listing every
+// problem; nothing is half-applied. Nothing injected depends on the pod's namespace, which a
+// controller's pod may not carry yet at admission, so it is not asked for.
+func Inject(pod *corev1.Pod, opts Options) (*Result, error) {
+	return NewInjector(opts).Inject(pod)
+}
+
+// Inject is the package-level Inject with the Injector's Options.
+func (in *Injector) Inject(pod *corev1.Pod) (*Result, error) {
 	if _, ok := pod.Annotations[AnnotationStatus]; ok {
-		return pod.DeepCopy(), nil, nil
+		return &Result{Pod: pod.DeepCopy()}, nil
 	}
 	var problems []Problem
 	spec, err := ParseAnnotations(pod.Annotations, in.opts.KratosImage)
 	if err != nil {
 		var inv *InvalidError
 		if !errors.As(err, &inv) {
-			return nil, nil, err
+			return nil, err
 		}
 		problems = append(problems, inv.Problems...)
 	}
@@ -101,12 +107,12 @@ func (in *Injector) inject(pod *corev1.Pod, _ string) (*corev1.Pod, *config.Spec
 	}
 	problems = append(problems, conflicts(pod)...)
 	if len(problems) > 0 {
-		return nil, nil, &InvalidError{Problems: problems}
+		return nil, &InvalidError{Problems: problems}
 	}
 
 	specJSON, err := spec.Marshal()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	vols, inputMounts := volumes(spec)
 
@@ -134,7 +140,7 @@ func (in *Injector) inject(pod *corev1.Pod, _ string) (*corev1.Pod, *config.Spec
 
 	setMap(&out.Annotations, AnnotationStatus, Status{Version: in.opts.Version, SpecHash: specHash(specJSON)}.String())
 	setMap(&out.Labels, LabelInstance, instance)
-	return out, spec, nil
+	return &Result{Pod: out, Spec: spec, Warnings: Warnings(pod, spec)}, nil
 }
 
 func setMap(m *map[string]string, k, v string) {

@@ -45,10 +45,11 @@ func TestGolden(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			pod := readPod(t, in)
 			before := pod.DeepCopy()
-			out, err := Inject(pod, "default", testOptions)
+			res, err := Inject(pod, testOptions)
 			if err != nil {
 				t.Fatal(err)
 			}
+			out := res.Pod
 			if d := cmp.Diff(before, pod); d != "" {
 				t.Fatalf("Inject modified its input (-before +after):\n%s", d)
 			}
@@ -60,11 +61,11 @@ func TestGolden(t *testing.T) {
 			checkInvariants(t, pod, out)
 
 			t.Run("idempotent", func(t *testing.T) {
-				again, err := Inject(out, "default", testOptions)
+				again, err := Inject(out, testOptions)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if d := cmp.Diff(out, again); d != "" {
+				if d := cmp.Diff(out, again.Pod); d != "" {
 					t.Errorf("second injection changed the pod (-once +twice):\n%s", d)
 				}
 			})
@@ -142,11 +143,11 @@ func checkInvariants(t *testing.T, in, out *corev1.Pod) {
 
 func TestRenderArgsCarrySpec(t *testing.T) {
 	pod := readPod(t, "testdata/all-annotations.in.yaml")
-	out, err := Inject(pod, "default", testOptions)
+	res, err := Inject(pod, testOptions)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := out.Spec.InitContainers[0]
+	c := res.Pod.Spec.InitContainers[0]
 	spec, err := config.UnmarshalSpec(strings.TrimPrefix(c.Args[0], "--spec="))
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +161,7 @@ func TestRenderArgsCarrySpec(t *testing.T) {
 	for _, m := range c.VolumeMounts {
 		mounts[m.MountPath] = m.ReadOnly
 	}
-	secrets, cms := inputs(spec)
+	secrets, cms := spec.Inputs()
 	for _, s := range secrets {
 		if ro, ok := mounts[config.SecretDir(config.DefaultInputDir, s)]; !ok || !ro {
 			t.Errorf("Secret %s not mounted read-only", s)

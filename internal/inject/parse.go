@@ -4,16 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/mail"
-	"net/url"
-	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/apimachinery/pkg/api/validate/content"
 
 	"github.com/kratos-injector/kratos-injector/internal/config"
 )
@@ -60,7 +55,7 @@ func (e *InvalidError) Error() string {
 }
 
 // ParseAnnotations turns a pod's annotations into a validated Spec, applying the defaults of
-// DESIGN §3. kratosImage is the default Kratos image (the webhook's --kratos-image). On bad
+// the Annotations table (docs/annotations.md). kratosImage is the default Kratos image (the webhook's --kratos-image). On bad
 // input it returns an *InvalidError naming every faulty annotation, in a stable order.
 func ParseAnnotations(annotations map[string]string, kratosImage string) (*config.Spec, error) {
 	if kratosImage == "" {
@@ -79,8 +74,11 @@ func ParseAnnotations(annotations map[string]string, kratosImage string) (*confi
 		Admin:         config.AdminLocalhost,
 	}
 	var problems []Problem
+	invalid := settingProblems(s, annotations)
 
-	// Walk the table rather than the map: the order of problems is then stable.
+	// Walk the table rather than the map: the order of problems is then stable. An invalid
+	// setting counts as absent, so defaults and the rules that tie settings together are
+	// judged on the valid ones, and one bad annotation is one problem.
 	for i := range Annotations {
 		d := &Annotations[i]
 		v, ok := annotations[d.Name]
@@ -88,10 +86,10 @@ func ParseAnnotations(annotations map[string]string, kratosImage string) (*confi
 			continue
 		}
 		switch {
+		case d.parse != nil && invalid[i] != "":
+			problems = append(problems, Problem{d.Name, invalid[i]})
 		case d.parse != nil:
-			if err := d.parse(s, v); err != nil {
-				problems = append(problems, Problem{d.Name, err.Error()})
-			}
+			_ = d.parse(s, v) // succeeded in settingProblems
 		case d.Kind == KindLabel || d.Name == LabelInstance:
 			problems = append(problems, Problem{d.Name, "is a label, not an annotation: set it under metadata.labels"})
 		}
@@ -105,25 +103,102 @@ func ParseAnnotations(annotations map[string]string, kratosImage string) (*confi
 	sort.Slice(unknown, func(i, j int) bool { return unknown[i].Field < unknown[j].Field })
 	problems = append(problems, unknown...)
 
-	problems = append(problems, resolve(s, annotations)...)
+	resolve(s)
+	// Every setting that reached s is valid on its own: what Validate finds now are the rules
+	// that tie settings together (or a bad default, such as a wrong --kratos-image).
+	for _, fe := range fieldErrors(s.Validate()) {
+		problems = append(problems, fieldProblem(fe, annotations))
+	}
+	// Not a Spec.Validate rule: Render checks the default schema against the schemas it loads,
+	// with its own message. Checked here too so that such a pod is refused at admission rather
+	// than failing to start.
+	if s.IdentitySchemas == "" && !slices.Contains(config.BuiltinSchemas, s.DefaultSchema) {
+		problems = append(problems, Problem{AnnotationDefaultSchema, fmt.Sprintf("%s is not a built-in schema (%s): set %s to a ConfigMap holding %s.json",
+			quote(s.DefaultSchema), strings.Join(config.BuiltinSchemas, ", "), AnnotationIdentitySchemas, s.DefaultSchema)})
+	}
 	if len(problems) > 0 {
 		return nil, &InvalidError{Problems: problems}
 	}
 	return s, nil
 }
 
-// resolve applies the defaults that depend on other settings and checks their combinations.
-func resolve(s *config.Spec, ann map[string]string) []Problem {
-	var problems []Problem
+// settingProblems judges each setting present in annotations on its own, applied over
+// defaults: the problem with it, by index in Annotations ("" when valid). A setting is judged
+// by its parse, then by Spec.Validate's rules on the fields it sets; those rules never depend
+// on other fields, so one Validate judges every setting at once.
+func settingProblems(defaults *config.Spec, annotations map[string]string) []string {
+	problems := make([]string, len(Annotations))
+	all := *defaults // parse replaces fields (slices too), so defaults is left as it was
+	for i := range Annotations {
+		d := &Annotations[i]
+		v, ok := annotations[d.Name]
+		if !ok || d.parse == nil {
+			continue
+		}
+		if v == "" && len(d.fields) == 1 {
+			// In the Spec an empty optional field reads as unset, which a present but empty
+			// annotation is not: judge the empty value itself.
+			if msg := config.ValueProblem(d.fields[0], ""); msg != "" {
+				problems[i] = msg
+				continue
+			}
+		}
+		if err := d.parse(&all, v); err != nil {
+			problems[i] = err.Error()
+		}
+	}
+	for _, fe := range fieldErrors(all.Validate()) {
+		// A field whose annotation is absent holds a default, or nothing yet (database and
+		// migrate are resolved later); rules that tie two fields wait until then too.
+		i, ok := fieldIndex[fe.Field]
+		if !ok || fe.With != "" {
+			continue
+		}
+		d := &Annotations[i]
+		v, set := annotations[d.Name]
+		if !set || problems[i] != "" { // one problem per setting
+			continue
+		}
+		problems[i] = fe.Msg
+		if d.problem != nil {
+			problems[i] = d.problem(v)
+		}
+	}
+	return problems
+}
+
+// fieldErrors lists the broken rules in the result of Spec.Validate.
+func fieldErrors(err error) []config.FieldError {
+	var ve *config.ValidationError
+	if errors.As(err, &ve) {
+		return ve.Errors
+	}
+	if err != nil { // Validate fails otherwise only for a nil spec
+		return []config.FieldError{{Field: "spec", Msg: err.Error()}}
+	}
+	return nil
+}
+
+// fieldProblem names the annotation that sets the field at fault.
+func fieldProblem(fe config.FieldError, annotations map[string]string) Problem {
+	i, ok := fieldIndex[fe.Field]
+	if !ok { // every field has a setting (TestEveryFieldHasASetting); keep the JSON name
+		return Problem{fe.Field, fe.Msg}
+	}
+	d := &Annotations[i]
+	if v, set := annotations[d.Name]; set && d.problem != nil {
+		return Problem{d.Name, d.problem(v)}
+	}
+	return Problem{d.Name, fe.Msg}
+}
+
+// resolve applies the defaults that depend on other settings.
+func resolve(s *config.Spec) {
 	switch {
 	case s.Database == "" && s.DatabaseSecret != "":
 		s.Database = config.DatabasePostgres
 	case s.Database == "":
 		s.Database = config.DatabaseSQLite
-	case s.Database == config.DatabasePostgres && s.DatabaseSecret == "":
-		problems = append(problems, Problem{AnnotationDatabase, "postgres needs " + AnnotationDatabaseSecret + " (a Secret with the connection)"})
-	case s.Database == config.DatabaseSQLite && s.DatabaseSecret != "":
-		problems = append(problems, Problem{AnnotationDatabaseSecret, "is set but " + AnnotationDatabase + " is sqlite: remove one of them"})
 	}
 	if s.Migrate == "" {
 		// SQLite lives in the pod's emptyDir, so every pod starts empty and must migrate; a
@@ -133,15 +208,8 @@ func resolve(s *config.Spec, ann map[string]string) []Problem {
 			s.Migrate = config.MigrateAuto
 		}
 	}
-	if s.IdentitySchemas == "" && !slices.Contains(BuiltinSchemas, s.DefaultSchema) {
-		if _, set := ann[AnnotationDefaultSchema]; set && validSchemaID(s.DefaultSchema) {
-			problems = append(problems, Problem{AnnotationDefaultSchema, fmt.Sprintf("%s is not a built-in schema (%s): set %s to a ConfigMap holding %s.json",
-				quote(s.DefaultSchema), strings.Join(BuiltinSchemas, ", "), AnnotationIdentitySchemas, s.DefaultSchema)})
-		}
-	}
 	// return-url and allowed-return-urls stay empty when unset: rendering derives them from
 	// ui-url and public-url (config's returnURL and allowedReturnURLs), one decision in one place.
-	return problems
 }
 
 // Warnings are the admission warnings a valid spec deserves for pod: settings whose defaults
@@ -209,13 +277,7 @@ func editDistance(a, b string, limit int) int {
 }
 
 // quote shows a user value in a message, bounded so a huge annotation cannot bloat a denial.
-func quote(v string) string {
-	const max = 80
-	if len(v) > max {
-		return strconv.Quote(v[:max]) + "..."
-	}
-	return strconv.Quote(v)
-}
+func quote(v string) string { return config.Quote(v) }
 
 // splitList splits a comma-separated annotation, trimming blanks and dropping empty items.
 func splitList(v string) []string {
@@ -228,237 +290,64 @@ func splitList(v string) []string {
 	return out
 }
 
-func parseEnum(values []string, set func(*config.Spec, string)) func(*config.Spec, string) error {
+// The parsers below only turn an annotation into Spec values; Spec.Validate judges the values.
+
+func parseString(set func(*config.Spec, string)) func(*config.Spec, string) error {
 	return func(s *config.Spec, v string) error {
-		if !slices.Contains(values, v) {
-			return fmt.Errorf("%s is not one of %s", quote(v), strings.Join(values, ", "))
-		}
 		set(s, v)
 		return nil
 	}
 }
 
-func checkObjectName(kind, v string) error {
-	if v == "" {
-		return fmt.Errorf("empty %s name", kind)
-	}
-	if errs := content.IsDNS1123Subdomain(v); len(errs) > 0 {
-		return fmt.Errorf("%s is not a valid %s name: %s", quote(v), kind, errs[0])
-	}
-	return nil
-}
-
-func parseSecretName(set func(*config.Spec, string)) func(*config.Spec, string) error {
-	return func(s *config.Spec, v string) error {
-		if err := checkObjectName("Secret", v); err != nil {
-			return err
-		}
-		set(s, v)
-		return nil
-	}
-}
-
-func parseConfigMapName(set func(*config.Spec, string)) func(*config.Spec, string) error {
-	return func(s *config.Spec, v string) error {
-		if err := checkObjectName("ConfigMap", v); err != nil {
-			return err
-		}
-		set(s, v)
-		return nil
-	}
-}
-
-func parseIDPSecrets(s *config.Spec, v string) error {
-	names := splitList(v)
-	if len(names) == 0 {
-		return errors.New("no Secret named")
-	}
-	var errs []string
-	for i, n := range names {
-		if err := checkObjectName("Secret", n); err != nil {
-			errs = append(errs, err.Error())
-		} else if slices.Contains(names[:i], n) {
-			errs = append(errs, fmt.Sprintf("Secret %s is listed twice", quote(n)))
-		}
-	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, ", "))
-	}
-	s.IDPSecrets = names
-	return nil
-}
-
-// schemaID matches a ConfigMap key stem that is also a sensible Kratos schema id.
-var schemaID = regexp.MustCompile(`^[A-Za-z0-9]([-._A-Za-z0-9]{0,200}[A-Za-z0-9])?$`)
-
-func validSchemaID(v string) bool { return schemaID.MatchString(v) }
-
-func parseSchemaID(s *config.Spec, v string) error {
-	if !validSchemaID(v) {
-		return fmt.Errorf("%s is not a valid schema id (letters, digits, '-', '.', '_')", quote(v))
-	}
-	s.DefaultSchema = v
-	return nil
-}
-
-// checkURL accepts absolute http(s) URLs without credentials (annotations are not secret).
-// wildcard allows a leading "*." in the host, as Kratos does for allow-lists and CORS.
-func checkURL(v string, wildcard bool) error {
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
-		return fmt.Errorf("%s is not an absolute http or https URL", quote(v))
-	}
-	if u.User != nil {
-		return fmt.Errorf("%s carries credentials: annotations are not secret", quote(v))
-	}
-	host := u.Hostname()
-	if wildcard {
-		host = strings.TrimPrefix(host, "*.")
-	}
-	if host == "" || strings.ContainsAny(host, "*") {
-		return fmt.Errorf("%s has an invalid host", quote(v))
-	}
-	return nil
-}
-
-func parseURL(set func(*config.Spec, string)) func(*config.Spec, string) error {
-	return func(s *config.Spec, v string) error {
-		if err := checkURL(v, false); err != nil {
-			return err
-		}
-		set(s, v)
-		return nil
-	}
-}
-
-func parseURLList(set func(*config.Spec, []string)) func(*config.Spec, string) error {
+// parseList parses a comma-separated list; one without items is refused with empty (in the
+// Spec it would read as unset).
+func parseList(empty string, set func(*config.Spec, []string)) func(*config.Spec, string) error {
 	return func(s *config.Spec, v string) error {
 		items := splitList(v)
 		if len(items) == 0 {
-			return errors.New("no URL given")
-		}
-		var errs []string
-		for _, item := range items {
-			if err := checkURL(item, true); err != nil {
-				errs = append(errs, err.Error())
-			}
-		}
-		if len(errs) > 0 {
-			return errors.New(strings.Join(errs, ", "))
+			return errors.New(empty)
 		}
 		set(s, items)
 		return nil
 	}
 }
 
-func parseOrigins(s *config.Spec, v string) error {
-	items := splitList(v)
-	if len(items) == 0 {
-		return errors.New("no origin given")
-	}
-	var errs []string
-	for _, item := range items {
-		if item == "*" {
-			continue
-		}
-		if err := checkURL(item, true); err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		if u, _ := url.Parse(item); (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-			errs = append(errs, fmt.Sprintf("%s is not an origin (scheme://host[:port])", quote(item)))
-		}
-	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, ", "))
-	}
-	s.CORSOrigins = items
-	return nil
-}
-
+// parseFeatures: unlike the other lists, an empty value is meaningful (every feature off).
 func parseFeatures(s *config.Spec, v string) error {
-	var unknown []string
-	on := map[string]bool{}
-	for _, f := range splitList(v) {
-		if !slices.Contains(config.AllFeatures, f) {
-			unknown = append(unknown, quote(f))
-			continue
-		}
-		on[f] = true
-	}
-	if len(unknown) > 0 {
-		return fmt.Errorf("unknown feature %s (known: %s)", strings.Join(unknown, ", "), strings.Join(config.AllFeatures, ", "))
-	}
-	// Documentation order, whatever the user's order: the spec (and its hash) is canonical.
-	s.Features = []string{}
-	for _, f := range config.AllFeatures {
-		if on[f] {
-			s.Features = append(s.Features, f)
-		}
-	}
+	s.Features = config.CanonicalFeatures(splitList(v))
 	return nil
 }
 
 func parseSender(s *config.Spec, v string) error {
 	a, err := mail.ParseAddress(v)
-	// The address must stand on its own (rendering re-parses it) and the name, which may come
-	// from an RFC 2047 encoded word, must be one line: it ends up in a mail header.
-	if err != nil || !strings.Contains(a.Address, "@") || !isBareAddress(a.Address) || strings.ContainsFunc(a.Name, isControl) {
-		return fmt.Errorf("%s is not Name <address> or address", quote(v))
+	if err != nil {
+		return errors.New(senderProblem(v))
 	}
 	s.SenderName, s.SenderAddress = a.Name, a.Address
 	return nil
 }
 
-func isBareAddress(v string) bool {
-	a, err := mail.ParseAddress(v)
-	return err == nil && a.Address == v && a.Name == ""
-}
+// senderProblem is the one message for a bad sender, whichever of its two fields is wrong:
+// the address must stand on its own (rendering re-parses it) and the name, which may come
+// from an RFC 2047 encoded word, must be one line (it ends up in a mail header).
+func senderProblem(v string) string { return quote(v) + " is not Name <address> or address" }
 
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
-
-// imageRef is the shape of an OCI image reference: [host[:port]/]path[:tag][@digest].
-var imageRef = regexp.MustCompile(`^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?` +
-	`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*` +
-	`(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$`)
-
-// ValidImage checks the shape of an image reference (the webhook's image flags use it too).
-func ValidImage(ref string) error {
-	if len(ref) > 512 || !imageRef.MatchString(ref) {
-		return fmt.Errorf("%s is not an image reference", quote(ref))
-	}
-	return nil
-}
-
-func parseImage(s *config.Spec, v string) error {
-	if err := ValidImage(v); err != nil {
-		return err
-	}
-	s.Image = v
-	return nil
-}
+// ValidImage checks the shape of an image reference (the webhook's and the plugin's image
+// flags); the rule is the Spec's.
+func ValidImage(ref string) error { return config.ValidImage(ref) }
 
 func parseLogLevel(s *config.Spec, v string) error {
 	if v == "warn" { // the common spelling; Kratos (logrus) only knows "warning"
 		v = "warning"
 	}
-	if !slices.Contains(LogLevels, v) {
-		return fmt.Errorf("%s is not one of %s", quote(v), strings.Join(LogLevels, ", "))
-	}
 	s.LogLevel = v
 	return nil
 }
 
+// parseQuantity stores the canonical form (the spec's hash then ignores the spelling).
 func parseQuantity(set func(*config.Spec, string)) func(*config.Spec, string) error {
 	return func(s *config.Spec, v string) error {
-		q, err := resource.ParseQuantity(v)
-		if err != nil {
-			return fmt.Errorf("%s is not a quantity (e.g. 250m, 256Mi)", quote(v))
-		}
-		if q.Sign() <= 0 {
-			return fmt.Errorf("%s must be positive", quote(v))
-		}
-		set(s, q.String())
+		set(s, config.CanonicalQuantity(v))
 		return nil
 	}
 }

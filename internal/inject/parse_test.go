@@ -138,7 +138,7 @@ func TestDenials(t *testing.T) {
 			if tc.mutate != nil {
 				tc.mutate(pod)
 			}
-			out, err := Inject(pod, "default", testOptions)
+			out, err := Inject(pod, testOptions)
 			var inv *InvalidError
 			if !errors.As(err, &inv) {
 				t.Fatalf("want *InvalidError, got %v (pod injected: %v)", err, out != nil)
@@ -177,7 +177,7 @@ func TestAllProblemsInOneMessage(t *testing.T) {
 	pod.Spec.Volumes = []corev1.Volume{{Name: "kratos-tmp"}}
 	var first string
 	for i := range 5 { // map order must not leak into the message
-		_, err := Inject(pod, "default", testOptions)
+		_, err := Inject(pod, testOptions)
 		var inv *InvalidError
 		if !errors.As(err, &inv) {
 			t.Fatalf("want *InvalidError, got %v", err)

@@ -18,12 +18,12 @@ import (
 )
 
 // The admission path over TLS on loopback with HTTP/2 and keep-alive, as the API server calls it,
-// measured against two baselines in the same run (DESIGN §9): a bare net/http TLS handler that
+// measured against two baselines in the same run (see docs/architecture.md, 'Performance'): a bare net/http TLS handler that
 // answers a fixed allow, and controller-runtime's admission webhook whose handler allows
 // everything unchanged (the stack's own limit). Run with `make bench`; compare reviews/s and
 // p99-ms of the three sub-benchmarks.
 
-func tlsServers(b *testing.B) map[string]http.Handler {
+func tlsServers() map[string]http.Handler {
 	allowed := []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"0b9c3fb4-0000-4000-8000-000000000000","allowed":true}}`)
 	return map[string]http.Handler{
 		"bare": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +81,7 @@ func BenchmarkTLSThroughput(b *testing.B) {
 	body := reviewBody(b)
 	for _, name := range []string{"bare", "allow-all", "kratos-injector"} {
 		b.Run(name, func(b *testing.B) {
-			srv, c := startTLS(b, tlsServers(b)[name])
+			srv, c := startTLS(b, tlsServers()[name])
 			url := srv.URL + "/mutate"
 			if err := post(c, url, body); err != nil { // warm the connection
 				b.Fatal(err)
@@ -107,7 +107,7 @@ func BenchmarkTLSLatencyAt1000(b *testing.B) {
 	body := reviewBody(b)
 	for _, name := range []string{"bare", "allow-all", "kratos-injector"} {
 		b.Run(name, func(b *testing.B) {
-			srv, c := startTLS(b, tlsServers(b)[name])
+			srv, c := startTLS(b, tlsServers()[name])
 			url := srv.URL + "/mutate"
 			if err := post(c, url, body); err != nil {
 				b.Fatal(err)

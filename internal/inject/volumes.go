@@ -44,35 +44,10 @@ func volumeName(prefix, name string) string {
 	return truncateWithHash(prefix+strings.ReplaceAll(name, ".", "-"), min(63, len(v)+9))
 }
 
-// inputs lists the Secrets and ConfigMaps a spec reads, each once, in a stable order.
-func inputs(s *config.Spec) (secrets, configMaps []string) {
-	add := func(list []string, name string) []string {
-		for _, n := range list {
-			if n == name {
-				return list
-			}
-		}
-		return append(list, name)
-	}
-	for _, n := range []string{s.DatabaseSecret, s.SMTPSecret, s.SecretsSecret} {
-		if n != "" {
-			secrets = add(secrets, n)
-		}
-	}
-	for _, n := range s.IDPSecrets {
-		secrets = add(secrets, n)
-	}
-	for _, n := range []string{s.IdentitySchemas, s.ConfigOverlay} {
-		if n != "" {
-			configMaps = add(configMaps, n)
-		}
-	}
-	return secrets, configMaps
-}
-
 // volumes returns the pod volumes of a spec and the render container's input mounts.
 func volumes(s *config.Spec) ([]corev1.Volume, []corev1.VolumeMount) {
-	secrets, configMaps := inputs(s)
+	// Exactly what Render may read: it refuses any Secret or ConfigMap Inputs does not list.
+	secrets, configMaps := s.Inputs()
 	configSize, tmpSize := configSizeLimit.DeepCopy(), tmpSizeLimit.DeepCopy()
 	vols := make([]corev1.Volume, 0, 3+len(secrets)+len(configMaps))
 	vols = append(vols,
@@ -85,7 +60,7 @@ func volumes(s *config.Spec) ([]corev1.Volume, []corev1.VolumeMount) {
 		vols = append(vols, corev1.Volume{Name: VolumeData, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 	}
 	// Optional: a missing Secret or key must fail the render init container with a message
-	// naming it (DESIGN §4), not leave the pod stuck in ContainerCreating on a mount error.
+	// naming it, not leave the pod stuck in ContainerCreating on a mount error.
 	optional := true
 	mounts := make([]corev1.VolumeMount, 0, len(secrets)+len(configMaps))
 	for _, n := range secrets {

@@ -162,7 +162,7 @@ func TestNotReadyReasons(t *testing.T) {
 			s.InitContainerStatuses[1].State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}
 			s.ContainerStatuses[0].Ready = false
 			s.ContainerStatuses[0].State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}
-		}, false, []string{"init container kratos-config waiting: CrashLoopBackOff", "last run exited 1: Error: Secret db has no key dsn, uri or host"}},
+		}, false, []string{"render failed: Secret db has no key dsn, uri or host"}},
 		{"not migrated", clustertest.Unmigrated, false, []string{"sidecar container kratos is running but not ready", "kubectl kratos migrate"}},
 		{"unschedulable", func(s *corev1.PodStatus) {
 			*s = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
@@ -236,7 +236,7 @@ func TestKratosRunningPodAcceptsUnready(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = in.KratosRunningPod()
-	if !errors.Is(err, instance.ErrNotReady) || !strings.Contains(err.Error(), "pod web-2: sidecar container kratos waiting: CrashLoopBackOff") ||
+	if !errors.Is(err, instance.ErrNotReady) || !strings.Contains(err.Error(), "pod web-2: container kratos crashing (CrashLoopBackOff") ||
 		!strings.Contains(err.Error(), "pod web-3: terminating") {
 		t.Fatalf("crashing Kratos, terminating pod: got %v", err)
 	}

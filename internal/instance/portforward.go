@@ -89,7 +89,7 @@ func PortForward(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface,
 	ports, err := fw.GetPorts()
 	if err != nil || len(ports) == 0 {
 		f.Close()
-		return nil, fmt.Errorf("port-forward to pod %s: no local port: %v", pod.Name, err)
+		return nil, fmt.Errorf("port-forward to pod %s: no local port: %w", pod.Name, err)
 	}
 	f.LocalPort = int(ports[0].Local)
 	f.URL = "http://127.0.0.1:" + strconv.Itoa(f.LocalPort)
@@ -100,7 +100,7 @@ func PortForward(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface,
 func (f *Forward) Close() {
 	f.once.Do(func() {
 		f.cancel()
-		<-f.done
+		<-f.done //nolint:errcheck // the forward ends because we cancelled it: its error says only that
 	})
 }
 
@@ -116,7 +116,7 @@ func (f *Forward) Explain(err error) error {
 		return nil
 	}
 	if le := f.LastError(); le != nil {
-		return fmt.Errorf("%w (port-forward to pod %s: %v)", err, f.Pod, le)
+		return fmt.Errorf("%w (port-forward to pod %s: %w)", err, f.Pod, le)
 	}
 	return err
 }

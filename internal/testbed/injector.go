@@ -92,7 +92,7 @@ func (in *Injector) waitActive(ctx context.Context, cp *ControlPlane) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the API server never called the injector (last: %v); end of its log:\n%s", err, in.Proc.Tail(20))
+			return fmt.Errorf("the API server never called the injector (last: %v); end of its log:\n%s", err, in.Proc.Tail(20)) //nolint:errorlint // may be nil: printed for the reader, not wrapped
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -140,7 +140,7 @@ func (m *Mailpit) WaitMessageTo(ctx context.Context, addr string) (*Message, err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("no mail to %s in Mailpit (%v, last error %v)", addr, ctx.Err(), err)
+			return nil, fmt.Errorf("no mail to %s in Mailpit (%w, last error %v)", addr, ctx.Err(), err) //nolint:errorlint // may be nil: printed for the reader, not wrapped
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

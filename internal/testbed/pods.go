@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kratos-injector/kratos-injector/internal/instance"
 )
 
 // WaitPod polls a pod until cond returns true; on timeout the error is a report of the pod:
@@ -38,17 +40,7 @@ func WaitPod(ctx context.Context, c kubernetes.Interface, ns, name string, timeo
 
 // WaitPodReady waits for the pod's Ready condition.
 func WaitPodReady(ctx context.Context, c kubernetes.Interface, ns, name string, timeout time.Duration) (*corev1.Pod, error) {
-	return WaitPod(ctx, c, ns, name, timeout, "Ready", IsReady)
-}
-
-// IsReady reports the pod's Ready condition.
-func IsReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
+	return WaitPod(ctx, c, ns, name, timeout, "Ready", instance.IsReady)
 }
 
 // PodReport describes why a pod is where it is, for failure messages.
@@ -112,7 +104,7 @@ type PodView struct {
 
 // View summarises a pod.
 func View(p *corev1.Pod) *PodView {
-	v := &PodView{Ready: IsReady(p), Running: p.Status.Phase == corev1.PodRunning}
+	v := &PodView{Ready: instance.IsReady(p), Running: p.Status.Phase == corev1.PodRunning}
 	for _, s := range p.Status.InitContainerStatuses {
 		if s.Name == "kratos" && s.State.Running != nil {
 			v.Running = true

@@ -1,4 +1,4 @@
-// Package bed starts the real components the end-to-end tests run against — etcd, kube-apiserver,
+// Package testbed starts the real components the end-to-end tests run against — etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler, kwok, PostgreSQL, Mailpit and Ory Kratos — on 127.0.0.1
 // and free ports, waits until each is ready, and stops exactly the processes it started, by PID.
 // When a component fails to start, the error names it and carries the end of its log.
@@ -7,7 +7,6 @@ package testbed
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -176,7 +175,7 @@ func (p *Proc) WaitReady(timeout time.Duration, ready func(ctx context.Context) 
 	var last error
 	for {
 		if p.Exited() {
-			return fmt.Errorf("%s exited before it was ready (%v); end of %s:\n%s", p.Name, p.err, p.LogPath, p.Tail(30))
+			return fmt.Errorf("%s exited before it was ready (%v); end of %s:\n%s", p.Name, p.err, p.LogPath, p.Tail(30)) //nolint:errorlint // may be nil: printed for the reader, not wrapped
 		}
 		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 		last = ready(rctx)
@@ -186,7 +185,7 @@ func (p *Proc) WaitReady(timeout time.Duration, ready func(ctx context.Context) 
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %s (last: %v); end of %s:\n%s", p.Name, timeout, last, p.LogPath, p.Tail(30))
+			return fmt.Errorf("%s not ready after %s (last: %w); end of %s:\n%s", p.Name, timeout, last, p.LogPath, p.Tail(30))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -235,8 +234,6 @@ func run(name string, args ...string) error {
 	}
 	return nil
 }
-
-var errNotReady = errors.New("not ready")
 
 // output executes a short command and returns its combined output.
 func output(name string, args ...string) (string, error) {

@@ -136,10 +136,11 @@ func TestInjectDenialAndIdempotence(t *testing.T) {
 
 	// Inject offline with the same core, then create: the webhook sees our status and leaves it.
 	pre := kwokPod("pre", map[string]string{injectLabel: "true"}, nil)
-	injected, err := inject.Inject(pre, ns, inject.Options{InjectorImage: testbed.InjectorImage, KratosImage: testbed.KratosImage})
+	res, err := inject.Inject(pre, inject.Options{InjectorImage: testbed.InjectorImage, KratosImage: testbed.KratosImage})
 	if err != nil {
 		t.Fatal(err)
 	}
+	injected := res.Pod
 	got, err := s.CP.Client.CoreV1().Pods(ns).Create(ctx, injected, createOpts)
 	if err != nil {
 		t.Fatal(err)
@@ -392,7 +393,7 @@ func TestInjectedPodMissingSecretKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if testbed.IsReady(pod) {
+	if instance.IsReady(pod) {
 		t.Error("pod is Ready with a missing Secret key")
 	}
 	for _, want := range []string{`"pg-incomplete"`, `"password"`} {
@@ -407,7 +408,7 @@ func TestInjectedPodMissingSecretKey(t *testing.T) {
 
 // Hundreds of opted-in pods created through the real API server (a Deployment scaled to 300 on
 // kwok) are all injected with zero failures, while an unlabelled Deployment of the same size
-// next to it never reaches the webhook (DESIGN §10).
+// next to it never reaches the webhook (see docs/architecture.md, 'Opt-in label, fail closed').
 func TestInjectAtScale(t *testing.T) {
 	s, in := webhook(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kratos-injector/kratos-injector/internal/inject"
+	"github.com/kratos-injector/kratos-injector/internal/instance"
 	"github.com/kratos-injector/kratos-injector/internal/selfsigned"
 	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
@@ -450,7 +451,7 @@ func installWaitReady(t *testing.T, ctx context.Context, s *stack, ns, sel strin
 		if err == nil {
 			var ready []corev1.Pod
 			for i := range list.Items {
-				if p := &list.Items[i]; p.DeletionTimestamp == nil && testbed.IsReady(p) {
+				if p := &list.Items[i]; p.DeletionTimestamp == nil && instance.IsReady(p) {
 					ready = append(ready, *p)
 				}
 			}

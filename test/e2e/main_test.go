@@ -1,6 +1,3 @@
-// Package e2e holds the end-to-end tests. They run against real components started by package
-// bed: a control plane with controllers, kwok nodes, PostgreSQL, Mailpit and Ory Kratos. Nothing
-// here skips: a missing component is a failure that says how to build it (`make tools`).
 package e2e
 
 import (

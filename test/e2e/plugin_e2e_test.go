@@ -55,8 +55,8 @@ func TestPluginOnRealNode(t *testing.T) {
 	ns := namespace(t, s, "plugin")
 	cs := s.CP.Client
 
-	// The instances' databases, their Secrets (DESIGN §4.1: discrete keys, host = the bridge
-	// address where pods reach Postgres), an OIDC provider Secret (DESIGN §4.3), passwords.
+	// The instances' databases, their Secrets (discrete keys, host = the bridge
+	// address where pods reach Postgres), an OIDC provider Secret, passwords.
 	webDB, err := pg.NewDatabase(ctx, "plugin_web", "")
 	if err != nil {
 		t.Fatal(err)
@@ -89,13 +89,13 @@ func TestPluginOnRealNode(t *testing.T) {
 		inject.AnnotationDatabaseSecret: "accounts-db",
 		inject.AnnotationMigrate:        "manual",
 	})
-	web := pluginWaitPod(t, s, ns, "web", 4*time.Minute, "Ready", testbed.IsReady)
+	web := pluginWaitPod(t, s, ns, "web", 4*time.Minute, "Ready", instance.IsReady)
 	t.Logf("instance web Ready in %s (pod %s)", time.Since(start).Round(time.Millisecond), web.Name)
 	accounts := pluginWaitPod(t, s, ns, "accounts", 2*time.Minute, "with Kratos running", func(p *corev1.Pod) bool {
-		st := pluginKratosStatus(p)
+		st := instance.ContainerStatus(p, inject.ContainerKratos)
 		return st != nil && st.State.Running != nil
 	})
-	if testbed.IsReady(accounts) {
+	if instance.IsReady(accounts) {
 		t.Fatalf("pod %s of instance accounts is Ready before its database is migrated", accounts.Name)
 	}
 
@@ -494,17 +494,6 @@ func pluginWaitPod(t *testing.T, s *stack, ns, instance string, timeout time.Dur
 		return fmt.Errorf("pod %s not %s:\n%s", pods[0].Name, what, testbed.PodReport(context.Background(), s.CP.Client, ns, pods[0].Name))
 	})
 	return got
-}
-
-func pluginKratosStatus(p *corev1.Pod) *corev1.ContainerStatus {
-	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
-		for i := range list {
-			if list[i].Name == inject.ContainerKratos {
-				return &list[i]
-			}
-		}
-	}
-	return nil
 }
 
 // pluginGrant gives user the rules in ns (Role + RoleBinding) and waits until RBAC applies them.

@@ -321,14 +321,14 @@ func renderWriteKey(dir, key, value string) error {
 	return os.WriteFile(filepath.Join(dir, key), []byte(value), 0o644)
 }
 
-// renderFirstKey reads the first of keys present.
-func renderFirstKey(dir string, keys ...string) (string, bool, error) {
+// renderFirstKey reads the first of keys present ("" when none is).
+func renderFirstKey(dir string, keys ...string) (string, error) {
 	for _, k := range keys {
 		if v, ok, err := renderReadKey(dir, k); err != nil || ok {
-			return v, ok, err
+			return v, err
 		}
 	}
-	return "", false, nil
+	return "", nil
 }
 
 // renderReplaceHost replaces the host:port of a URL in its raw text, leaving every other byte
@@ -351,7 +351,7 @@ func renderReplaceHost(raw, hostPort string) (string, error) {
 	after, err2 := url.Parse(out)
 	if err1 != nil || err2 != nil || after.Host != hostPort || after.User.String() != before.User.String() ||
 		after.Path != before.Path || after.RawQuery != before.RawQuery || after.Scheme != before.Scheme {
-		return "", fmt.Errorf("rewriting the host changed more than the host (%v, %v)", err1, err2)
+		return "", fmt.Errorf("rewriting the host changed more than the host (%v, %v)", err1, err2) //nolint:errorlint // may be nil: printed for the reader, not wrapped
 	}
 	return out, nil
 }
@@ -401,7 +401,7 @@ func renderPointDatabase(dir string, pg *testbed.Postgres) (*renderDB, error) {
 	if db != nil {
 		return db, nil
 	}
-	user, _, err := renderFirstKey(dir, "username", "user")
+	user, err := renderFirstKey(dir, "username", "user")
 	if err != nil {
 		return nil, err
 	}
@@ -409,7 +409,7 @@ func renderPointDatabase(dir string, pg *testbed.Postgres) (*renderDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	name, _, err := renderFirstKey(dir, "dbname", "database")
+	name, err := renderFirstKey(dir, "dbname", "database")
 	if err != nil {
 		return nil, err
 	}

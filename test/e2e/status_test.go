@@ -16,6 +16,7 @@ import (
 
 	"github.com/kratos-injector/kratos-injector/internal/cli"
 	"github.com/kratos-injector/kratos-injector/internal/inject"
+	"github.com/kratos-injector/kratos-injector/internal/instance"
 	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
@@ -66,7 +67,7 @@ func TestStatusOnRealNode(t *testing.T) {
 
 	notes := readyPod(t, ctx, s, ns, "app=notes")
 	statusWaitPod(t, ctx, s, ns, "broken", "failed in "+inject.ContainerConfig, func(p *corev1.Pod) bool {
-		st := statusContainer(p, inject.ContainerConfig)
+		st := instance.ContainerStatus(p, inject.ContainerConfig)
 		if st == nil {
 			return false
 		}
@@ -78,7 +79,7 @@ func TestStatusOnRealNode(t *testing.T) {
 		return false
 	})
 	statusWaitPod(t, ctx, s, ns, "accounts", "with Kratos running", func(p *corev1.Pod) bool {
-		st := statusContainer(p, inject.ContainerKratos)
+		st := instance.ContainerStatus(p, inject.ContainerKratos)
 		return st != nil && st.State.Running != nil
 	})
 
@@ -167,15 +168,4 @@ func statusWaitPod(t *testing.T, ctx context.Context, s *stack, ns, app, what st
 	if _, err := testbed.WaitPod(ctx, s.CP.Client, ns, pods[0].Name, 3*time.Minute, what, ok); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func statusContainer(p *corev1.Pod, name string) *corev1.ContainerStatus {
-	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
-		for i := range list {
-			if list[i].Name == name {
-				return &list[i]
-			}
-		}
-	}
-	return nil
 }

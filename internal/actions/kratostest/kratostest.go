@@ -10,8 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/kratos-injector/kratos-injector/internal/config"
-	"github.com/kratos-injector/kratos-injector/internal/testbed"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +20,8 @@ import (
 	"time"
 
 	"github.com/kratos-injector/kratos-injector/internal/actions"
+	"github.com/kratos-injector/kratos-injector/internal/config"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // Binary locates the Kratos binary: $KRATOS_BIN, else the project's tool cache. A missing

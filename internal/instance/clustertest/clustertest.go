@@ -1,6 +1,6 @@
-// Package clustertest gives the tests of internal/target and internal/cli a real Kubernetes
+// Package clustertest gives the tests of internal/instance and internal/cli a real Kubernetes
 // control plane to talk to: etcd, kube-apiserver (with RBAC and an audit log) and kwok, started by
-// the e2e suite's package bed. kwok makes pods on its node Running and Ready without running
+// package testbed (internal/testbed). kwok makes pods on its node Running and Ready without running
 // anything, and serves the API server's pods/portforward and pods/exec: a kwok PortForward object
 // leads a pod's port to a local address (a real Kratos, an HTTP server), a kwok Exec object runs
 // the exec'd command as a local process. Pods whose status must say something else (not Ready,
@@ -36,6 +36,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kratos-injector/kratos-injector/internal/inject"
+	"github.com/kratos-injector/kratos-injector/internal/instance"
 	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
@@ -259,7 +260,7 @@ func (c *Cluster) Can(ns, user, verb, resource, sub string) (bool, error) {
 	return can(c.Client, ns, user, verb, resource, sub)
 }
 
-// Pod is an injected pod as the injector makes it (DESIGN §5): labelled with its instance, a
+// Pod is an injected pod as the injector makes it (see docs/architecture.md, 'What gets injected'): labelled with its instance, a
 // kratos-config init container, Kratos as a native sidecar (init container with restartPolicy
 // Always) running `kratos serve -c /etc/kratos/kratos.yaml`, and the app container; bound to
 // the kwok node.
@@ -337,7 +338,7 @@ func (c *Cluster) RunPod(t testing.TB, pod *corev1.Pod) *corev1.Pod {
 		t.Fatalf("create pod %s/%s: %v", pod.Namespace, pod.Name, err)
 	}
 	got, err := testbed.WaitPod(ctx, c.Client, pod.Namespace, pod.Name, 30*time.Second, "Running and Ready", func(p *corev1.Pod) bool {
-		return p.Status.Phase == corev1.PodRunning && testbed.IsReady(p)
+		return p.Status.Phase == corev1.PodRunning && instance.IsReady(p)
 	})
 	if err != nil {
 		t.Fatal(err)
