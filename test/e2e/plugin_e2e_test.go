@@ -154,7 +154,7 @@ func TestPluginOnRealNode(t *testing.T) {
 			t.Fatalf("without --instance: exit %d, %q; want 1 and %q", r.code, r.stderr, want)
 		}
 		r = admin.with("-l", "app=accounts").run(t, "", "identity", "list")
-		if r.code != 1 || !strings.Contains(r.stderr, "run `kubectl kratos migrate`") {
+		if r.code != 1 || !strings.Contains(r.stderr, instance.ReasonNotMigrated) {
 			t.Fatalf("-l app=accounts (not migrated): exit %d, %q", r.code, r.stderr)
 		}
 	})
