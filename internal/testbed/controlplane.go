@@ -44,9 +44,30 @@ type ControlPlane struct {
 	Config     *rest.Config
 	Client     kubernetes.Interface
 	APIServer  *Proc
-	tokens     map[string]string // user -> token
-	dir        string
+	// AuditLog is the API server's audit log (JSON lines): request bodies of every write, but
+	// only metadata for Secrets, ConfigMaps and token reviews, so a secret value found in it
+	// was written somewhere it should not be (a pod spec, an annotation, an event).
+	AuditLog string
+	tokens   map[string]string // user -> token
+	dir      string
 }
+
+// auditPolicy records what a leak scan needs: Secret and ConfigMap (and token review) traffic
+// as metadata only, every other write with its request body, reads not at all.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  resources:
+  - group: ""
+    resources: [secrets, configmaps, serviceaccounts/token]
+  - group: authentication.k8s.io
+    resources: [tokenreviews]
+- level: None
+  verbs: [get, list, watch]
+- level: Request
+`
 
 // Users with static tokens; "alice" has no group and no RBAC grants (for authorization tests).
 var staticUsers = []struct{ name, groups string }{
@@ -127,7 +148,14 @@ func (b *Bed) StartControlPlane(opts ControlPlaneOptions) (*ControlPlane, error)
 		return nil, err
 	}
 
+	cp.AuditLog = filepath.Join(dir, "audit.log")
+	policy := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
+		return nil, err
+	}
 	args := []string{
+		"--audit-log-path", cp.AuditLog, "--audit-policy-file", policy, "--audit-log-maxsize", "0",
+		"--audit-log-format", "json",
 		"--etcd-servers", fmt.Sprintf("http://127.0.0.1:%d", etcdClient),
 		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", strconv.Itoa(apiPort),
 		"--endpoint-reconciler-type", "none",

@@ -26,6 +26,9 @@ type Node struct {
 	dir        string
 }
 
+// PodLogsDir is where the kubelet writes the containers' logs.
+func (n *Node) PodLogsDir() string { return filepath.Join(n.dir, "pod-logs") }
+
 // NodeOptions configures the real node.
 type NodeOptions struct {
 	Name string // must be one of ControlPlaneOptions.NodeNames

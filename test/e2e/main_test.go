@@ -39,6 +39,13 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if sharedBed != nil {
+		var roots []string
+		if clusterSt != nil {
+			roots = []string{sharedBed.Path("logs"), clusterSt.CP.AuditLog, sharedBed.Path("leakscan")}
+		}
+		if !leakScan(roots) && code == 0 {
+			code = 1
+		}
 		sharedBed.Close()
 	}
 	os.Exit(code)
@@ -82,6 +89,7 @@ func node(t testing.TB) (*stack, *testbed.Node) {
 		}
 		if nodeErr == nil {
 			t.Logf("real node %s Ready in %s", realNode.Name, time.Since(start).Round(time.Millisecond))
+			podLogs = archivePodLogs(realNode.PodLogsDir(), s.Bed.Path("leakscan", "pod-logs"))
 		}
 	}
 	if nodeErr != nil {
@@ -99,6 +107,9 @@ func cluster(t testing.TB) *stack {
 	defer clusterMu.Unlock()
 	if clusterSt == nil && clusterErr == nil {
 		clusterSt, clusterErr = startCluster(t, b)
+		if clusterErr == nil {
+			leakWatchOf(clusterSt)
+		}
 	}
 	if clusterErr != nil {
 		// A bed that failed once is not retried: every test reports the first failure.

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -439,6 +440,10 @@ func (c *pluginCLI) run(t *testing.T, stdin string, args ...string) pluginResult
 	start := time.Now()
 	err := cmd.Run()
 	r := pluginResult{args: all, stdout: out.String(), stderr: errOut.String(), took: time.Since(start)}
+	pluginOutput(all, r.stdout, r.stderr)
+	if slices.Contains(all, "--password-stdin") {
+		rememberSecret("a password piped into kubectl-kratos "+strings.Join(args, " "), stdin)
+	}
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
