@@ -11,7 +11,7 @@ export KRATOS_INJECTOR_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kratos-in
 E2E_TIMEOUT ?= 45m
 GO_TEST_FLAGS ?=
 
-.PHONY: all build test unit integration e2e tools fmt vet lint-fix clean bench demo
+.PHONY: all build test unit fuzz-short fuzz integration e2e tools fmt vet lint-fix clean bench demo
 
 all: build
 
@@ -43,8 +43,16 @@ e2e: build tools
 	go test $(GO_TEST_FLAGS) -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/ 2>&1 | tee $(E2E_LOG)
 	@! grep -- '--- SKIP' $(E2E_LOG) || { echo "e2e: a test was skipped; a skip is a failure here"; exit 1; }
 
-## test: vet, unit, integration and e2e — everything
-test: vet unit integration e2e
+## test: vet, unit, a short fuzz, integration and e2e — everything
+test: vet unit fuzz-short integration e2e
+
+## fuzz-short: every fuzz target for a few seconds (part of `make test`)
+fuzz-short:
+	FUZZTIME=$${FUZZTIME:-5s} hack/fuzz.sh
+
+## fuzz: every fuzz target for FUZZTIME (default 5m) each
+fuzz:
+	FUZZTIME=$${FUZZTIME:-5m} hack/fuzz.sh
 
 ## demo: a local cluster with an injected Kratos and a walk through `kubectl kratos` (root; Ctrl-C stops it; DEMO_EXIT=1 exits after the walk)
 demo: build tools

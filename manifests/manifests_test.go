@@ -83,6 +83,8 @@ type rendered struct {
 	croles  []*rbacv1.ClusterRole
 	rbs     []*rbacv1.RoleBinding
 	crbs    []*rbacv1.ClusterRoleBinding
+	vaps    []*admissionregistrationv1.ValidatingAdmissionPolicy
+	vapbs   []*admissionregistrationv1.ValidatingAdmissionPolicyBinding
 	issuers map[string]*cmv1.Issuer
 	certs   map[string]*cmv1.Certificate
 	all     []runtime.Object
@@ -114,6 +116,10 @@ func load(t *testing.T, dir string) *rendered {
 			r.rbs = append(r.rbs, o)
 		case *rbacv1.ClusterRoleBinding:
 			r.crbs = append(r.crbs, o)
+		case *admissionregistrationv1.ValidatingAdmissionPolicy:
+			r.vaps = append(r.vaps, o)
+		case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+			r.vapbs = append(r.vapbs, o)
 		case *cmv1.Issuer:
 			r.issuers[o.Name] = o
 		case *cmv1.Certificate:
@@ -285,6 +291,9 @@ func TestCertManager(t *testing.T) {
 	if len(r.roles)+len(r.croles) != 0 {
 		t.Error("the cert-manager overlay grants RBAC: the webhook needs none")
 	}
+	if len(r.vaps)+len(r.vapbs) != 0 {
+		t.Error("the cert-manager overlay ships an admission policy: the webhook has no API rights to narrow")
+	}
 	self, ok := r.issuers["kratos-injector-selfsigned"]
 	if !ok || self.Spec.SelfSigned == nil {
 		t.Fatalf("no self-signed Issuer: %v", r.issuers)
@@ -398,6 +407,49 @@ func TestSelfSigned(t *testing.T) {
 		if rl.Namespace != ns {
 			t.Errorf("Role %s in %q", rl.Name, rl.Namespace)
 		}
+	}
+	checkCABundlePolicy(t, r, sa, config)
+}
+
+// checkCABundlePolicy: the ValidatingAdmissionPolicy that narrows the ServiceAccount's patch of
+// its webhook configuration to the caBundle (RBAC cannot) is bound with Deny, fails closed,
+// matches that ServiceAccount's requests on webhook configurations and names the configuration
+// the flags name. What it lets through is tested on a real API server in internal/selfsigned
+// (TestCABundlePolicy).
+func checkCABundlePolicy(t *testing.T, r *rendered, sa rbacv1.Subject, config string) {
+	t.Helper()
+	if len(r.vaps) != 1 || len(r.vapbs) != 1 {
+		t.Fatalf("%d ValidatingAdmissionPolicies, %d bindings: want the caBundle policy and its binding", len(r.vaps), len(r.vapbs))
+	}
+	p, b := r.vaps[0], r.vapbs[0]
+	if b.Spec.PolicyName != p.Name || !slices.Equal(b.Spec.ValidationActions, []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny}) ||
+		b.Spec.ParamRef != nil || b.Spec.MatchResources != nil {
+		t.Errorf("binding %s %+v: want policy %s, Deny, on everything the policy matches", b.Name, b.Spec, p.Name)
+	}
+	if p.Spec.FailurePolicy == nil || *p.Spec.FailurePolicy != admissionregistrationv1.Fail || p.Spec.ParamKind != nil {
+		t.Errorf("policy %s: failurePolicy %v, paramKind %v: want Fail, no params", p.Name, deref(p.Spec.FailurePolicy), p.Spec.ParamKind)
+	}
+	user := fmt.Sprintf("system:serviceaccount:%s:%s", sa.Namespace, sa.Name)
+	if mc := p.Spec.MatchConditions; len(mc) != 1 || mc[0].Expression != fmt.Sprintf("request.userInfo.username == '%s'", user) {
+		t.Errorf("policy %s matchConditions %+v: want the ServiceAccount %s alone", p.Name, mc, user)
+	}
+	var ops []string
+	if mc := p.Spec.MatchConstraints; mc != nil {
+		for _, rule := range mc.ResourceRules {
+			if slices.Contains(rule.APIGroups, admissionregistrationv1.GroupName) && slices.Contains(rule.Resources, "mutatingwebhookconfigurations") {
+				for _, op := range rule.Operations {
+					ops = append(ops, string(op))
+				}
+			}
+		}
+	}
+	slices.Sort(ops)
+	if !slices.Equal(ops, []string{"CREATE", "DELETE", "UPDATE"}) {
+		t.Errorf("policy %s matches %v on mutatingwebhookconfigurations, want CREATE, DELETE, UPDATE", p.Name, ops)
+	}
+	i := slices.IndexFunc(p.Spec.Variables, func(v admissionregistrationv1.Variable) bool { return v.Name == "own" })
+	if i < 0 || !strings.Contains(p.Spec.Variables[i].Expression, fmt.Sprintf("request.name == '%s'", config)) {
+		t.Errorf("policy %s: its variable `own` does not name the configuration %s", p.Name, config)
 	}
 }
 

@@ -12,6 +12,13 @@ import (
 )
 
 func main() {
+	if err := execute(newRootCmd(), terminationLog); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "webhook",
 		Short:         "kratos-injector: injects Ory Kratos into labelled pods",
@@ -25,8 +32,17 @@ func main() {
 			fmt.Fprintf(cmd.OutOrStdout(), "webhook %s (Kratos %s)\n", version.Version, version.KratosVersion)
 		},
 	})
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		os.Exit(1)
+	return root
+}
+
+// execute runs root. When render fails, for whatever reason (a bad flag or a missing --spec
+// too, which cobra reports before render runs), its error line goes to termLog: the injected
+// container's termination message is that file alone, never its log (see inject's
+// terminationPolicy), and it is what the pod's status and `kubectl kratos status` show.
+func execute(root *cobra.Command, termLog string) error {
+	cmd, err := root.ExecuteC()
+	if err != nil && cmd != nil && cmd.Name() == renderCmdName {
+		writeTerminationMessage(termLog, err)
 	}
+	return err
 }

@@ -16,6 +16,8 @@ import (
 // there makes `kubectl describe pod` show which Secret and key broke the render.
 const terminationLog = "/dev/termination-log"
 
+const renderCmdName = "render"
+
 // newRenderCmd is the kratos-config init container: spec + mounted Secrets -> kratos.yaml.
 // The flags only wire config.Render, which tests and any debug command share.
 func newRenderCmd() *cobra.Command {
@@ -24,7 +26,7 @@ func newRenderCmd() *cobra.Command {
 		opts     config.RenderOptions
 	)
 	cmd := &cobra.Command{
-		Use:   "render",
+		Use:   renderCmdName,
 		Short: "Render kratos.yaml from the spec and the mounted Secrets and ConfigMaps",
 		Long: `Render writes kratos.yaml, and the identity schemas and claims mappers it refers to,
 into --out. It reads the spec (JSON, as injected into the kratos-config init container) and the
@@ -32,12 +34,16 @@ Secrets and ConfigMaps mounted under --inputs as <inputs>/secrets/<name>/<key> a
 <inputs>/configmaps/<name>/<key>. On any problem it writes nothing and fails with one line naming
 the Secret or ConfigMap and the key; no secret value is ever printed.`,
 		Args: cobra.NoArgs,
+		// A failure's line reaches the termination log through execute.
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			err := runRender(cmd, specJSON, opts)
-			if err != nil {
-				writeTerminationMessage(err)
-			}
-			return err
+			defer func() {
+				// A panic's message and stack go to the log only: say where to look.
+				if r := recover(); r != nil {
+					writeTerminationMessage(terminationLog, errors.New("internal error: render panicked; see the kratos-config container's log"))
+					panic(r)
+				}
+			}()
+			return runRender(cmd, specJSON, opts)
 		},
 	}
 	f := cmd.Flags()
@@ -75,10 +81,10 @@ func runRender(cmd *cobra.Command, specJSON string, opts config.RenderOptions) e
 	return nil
 }
 
-// writeTerminationMessage records err in the termination log when the container has one
+// writeTerminationMessage records err in the termination log path when the container has one
 // (outside a pod the file does not exist and nothing is created).
-func writeTerminationMessage(err error) {
-	f, openErr := os.OpenFile(terminationLog, os.O_WRONLY|os.O_TRUNC, 0)
+func writeTerminationMessage(path string, err error) {
+	f, openErr := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
 	if openErr != nil {
 		if !errors.Is(openErr, fs.ErrNotExist) {
 			fmt.Fprintln(os.Stderr, "warning: termination log:", openErr)

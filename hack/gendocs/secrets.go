@@ -49,9 +49,10 @@ var objectFormats = []objectFormat{
 			"else the discrete keys, from which the DSN is composed with every value URL-escaped (a password may hold any character). " +
 			"A whole DSN is never repeated in an error message: it carries the password.",
 		Keys: []objectKey{
-			{Key: "dsn", Use: "form 1", Doc: "A Postgres connection URL, used as is: `postgres://USER:PASSWORD@HOST:PORT/DBNAME?sslmode=...` (schemes postgres, postgresql, cockroach)."},
-			{Key: "uri", Use: "form 2", Doc: "A Postgres connection URL, used as is (the key CloudNativePG writes)."},
-			{Key: "host", Use: "form 3, required", Required: true, Doc: "Server host name or address."},
+			{Key: "dsn", Use: "form 1", Doc: "A Postgres connection URL, used as is: `postgres://USER:PASSWORD@HOST:PORT/DBNAME?sslmode=...` (schemes postgres, postgresql, cockroach). " +
+				"It must parse as Kratos's driver (pgx) reads it, or the render refuses it: reserved characters in the password percent-encoded (`%` as `%25`, `/` as `%2F`, `?` as `%3F`, `#` as `%23`, `@` as `%40`), no password in the query."},
+			{Key: "uri", Use: "form 2", Doc: "A Postgres connection URL, used as is (the key CloudNativePG writes); the same rules as dsn."},
+			{Key: "host", Use: "form 3, required", Required: true, Doc: "Server host name or IP address (IPv6 with or without brackets); no port, user info or path."},
 			{Key: "port", Use: "form 3, optional", Doc: "Server port; default 5432."},
 			{Key: "username", Alt: []string{"user"}, Use: "form 3, required", Required: true, Doc: "User name."},
 			{Key: "password", Use: "form 3, required", Required: true, Doc: "Password."},

@@ -115,11 +115,15 @@ func (e *APIError) Is(target error) bool {
 	return false
 }
 
-// apiError turns the client's error into an *APIError when the server answered, and wraps it
-// with op otherwise (connection refused, timeouts, ...).
+// apiError turns the client's error into an *APIError when the server answered, into a
+// TimeoutError or ResponseTooLargeError (without the URL around it) when the transport's limits
+// stopped it, and wraps it with op otherwise (connection refused, ...).
 func apiError(op string, resp *http.Response, err error) error {
 	if err == nil {
 		return nil
+	}
+	if te := transportError(err); te != nil {
+		return fmt.Errorf("%s: %w", op, te)
 	}
 	var oe *client.GenericOpenAPIError
 	if resp == nil || !errors.As(err, &oe) {

@@ -12,7 +12,9 @@ import (
 )
 
 // NewClient returns an admin API client for adminURL (e.g. http://127.0.0.1:4434). hc may be nil
-// (http.DefaultClient's behaviour).
+// (http.DefaultClient's behaviour). The client uses a copy of hc whose transport bounds every
+// request: to hc.Timeout (the whole exchange, body included; a TimeoutError names the limit) and
+// to MaxResponseBytes per answer (a ResponseTooLargeError).
 func NewClient(adminURL string, hc *http.Client) (*client.APIClient, error) {
 	u, err := url.Parse(adminURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -20,10 +22,17 @@ func NewClient(adminURL string, hc *http.Client) (*client.APIClient, error) {
 	}
 	cfg := client.NewConfiguration()
 	cfg.Servers = client.ServerConfigurations{{URL: strings.TrimSuffix(u.String(), "/")}}
-	if hc == nil {
-		hc = &http.Client{}
+	c := &http.Client{}
+	if hc != nil {
+		*c = *hc
 	}
-	cfg.HTTPClient = hc
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	c.Transport = &limitTransport{base: base, timeout: c.Timeout, max: MaxResponseBytes}
+	c.Timeout = 0 // the transport's, which says what it was
+	cfg.HTTPClient = c
 	cfg.UserAgent = "kubectl-kratos"
 	return client.NewAPIClient(cfg), nil
 }

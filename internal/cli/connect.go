@@ -44,6 +44,9 @@ func (g *Globals) Validate() error {
 	if _, err := g.requestTimeout(); err != nil {
 		return err
 	}
+	if g.AdminTimeout <= 0 {
+		return fmt.Errorf("--admin-timeout %s: must be positive", g.AdminTimeout)
+	}
 	return nil
 }
 
@@ -97,24 +100,26 @@ type admin struct {
 func (a *admin) Close() { a.close() }
 
 // Explain passes Kratos's own errors through and adds to a transport failure what the
-// port-forward saw.
+// port-forward saw; a request that hit --admin-timeout or the response size limit says so.
 func (a *admin) Explain(err error) error {
 	var ae *actions.APIError
 	if err == nil || errors.As(err, &ae) || errors.Is(err, actions.ErrNotFound) ||
 		errors.Is(err, actions.ErrAmbiguous) || errors.Is(err, actions.ErrConflict) || errors.Is(err, actions.ErrInvalid) {
 		return err
 	}
-	return a.explain(err)
+	err = a.explain(err)
+	if errors.Is(err, actions.ErrTimeout) {
+		err = fmt.Errorf("%w; --admin-timeout sets the limit", err)
+	}
+	return err
 }
 
 // connectAdmin reaches the admin API of the selected instance: directly with --admin-url,
-// else through a port-forward to a Ready pod's admin port, open until Close.
+// else through a port-forward to a Ready pod's admin port, open until Close. Opening the
+// port-forward and each request are bounded by --admin-timeout; the Kubernetes API calls by
+// kubectl's --request-timeout.
 func (g *Globals) connectAdmin(ctx context.Context) (*admin, error) {
-	timeout, err := g.requestTimeout()
-	if err != nil {
-		return nil, usageError(err)
-	}
-	hc := &http.Client{Timeout: timeout}
+	hc := &http.Client{Timeout: g.AdminTimeout}
 	if g.AdminURL != "" {
 		c, err := actions.NewClient(g.AdminURL, hc)
 		if err != nil {
@@ -136,7 +141,10 @@ func (g *Globals) connectAdmin(ctx context.Context) (*admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	fw, err := instance.PortForward(ctx, k.config, k.clientset, pod, config.AdminPort)
+	fw, err := instance.PortForwardWithin(ctx, k.config, k.clientset, pod, config.AdminPort, g.AdminTimeout)
+	if errors.Is(err, instance.ErrTimeout) {
+		return nil, fmt.Errorf("%w; --admin-timeout sets the limit", err)
+	}
 	if err != nil {
 		return nil, err
 	}

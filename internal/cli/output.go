@@ -59,7 +59,8 @@ func (o *outputFlags) Validate() error {
 
 func (o *outputFlags) structured() bool { return o.Format == formatJSON || o.Format == formatYAML }
 
-// printStructured writes v as JSON or YAML.
+// printStructured writes v as JSON or YAML, with no raw control character (see escape.go):
+// the values are exact, the terminal safe.
 func (o *outputFlags) printStructured(w io.Writer, v interface{}) error {
 	switch o.Format {
 	case formatJSON:
@@ -67,10 +68,16 @@ func (o *outputFlags) printStructured(w io.Writer, v interface{}) error {
 		if err != nil {
 			return fmt.Errorf("encode json: %w", err)
 		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
+		_, err = fmt.Fprintf(w, "%s\n", escapeJSONControls(b))
 		return err
 	case formatYAML:
-		b, err := yaml.Marshal(v)
+		// As yaml.Marshal does (JSON, then YAML), with DEL and the C1 controls escaped in the
+		// JSON: the YAML reader refuses them raw, and the encoder then writes them escaped.
+		j, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("encode yaml: %w", err)
+		}
+		b, err := yaml.JSONToYAML(escapeJSONControls(j))
 		if err != nil {
 			return fmt.Errorf("encode yaml: %w", err)
 		}
@@ -80,14 +87,21 @@ func (o *outputFlags) printStructured(w io.Writer, v interface{}) error {
 	return fmt.Errorf("unknown output format %q", o.Format)
 }
 
-// printTable writes a kubectl-style table: upper-case headers, tab-aligned columns.
+// printTable writes a kubectl-style table: upper-case headers, tab-aligned columns, each cell
+// escaped (escapeCell): a value cannot reach the terminal as a control sequence, nor break the
+// table with a tab or a line feed.
 func (o *outputFlags) printTable(w io.Writer, headers []string, rows [][]string) error {
 	tw := printers.GetNewTabWriter(w)
 	if !o.NoHeaders {
 		fmt.Fprintln(tw, strings.Join(headers, "\t"))
 	}
+	cells := make([]string, 0, len(headers))
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		cells = cells[:0]
+		for _, c := range r {
+			cells = append(cells, escapeCell(c))
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	return tw.Flush()
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -55,17 +56,23 @@ func ExitCode(err error) int {
 }
 
 // Main runs the plugin with args (without the program name) and returns the exit status. Errors
-// are printed on streams.ErrOut, kubectl style.
+// are printed on streams.ErrOut, kubectl style. Everything written to streams.Out and
+// streams.ErrOut is escaped for the terminal (see escape.go): identities, Kratos's messages and
+// pods' status are text from others.
 func Main(ctx context.Context, args []string, streams genericiooptions.IOStreams) int {
+	out, errOut := newTerminalWriter(streams.Out), newTerminalWriter(streams.ErrOut)
+	streams.Out, streams.ErrOut = out, errOut
 	root := NewRootCmd(streams)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
+	_ = out.Flush()
 	if err != nil {
 		fmt.Fprintf(streams.ErrOut, "error: %v\n", err)
 		if ExitCode(err) == ExitUsage && cmd != nil {
 			fmt.Fprintf(streams.ErrOut, "See '%s --help' for usage.\n", cmd.CommandPath())
 		}
 	}
+	_ = errOut.Flush()
 	return ExitCode(err)
 }
 
@@ -80,7 +87,13 @@ type Globals struct {
 	Selector string
 	// AdminURL bypasses Kubernetes: the admin API is reached directly.
 	AdminURL string
+	// AdminTimeout bounds each request to the admin API (answer and body) and the opening of
+	// the port-forward to it.
+	AdminTimeout time.Duration
 }
+
+// DefaultAdminTimeout is --admin-timeout's default.
+const DefaultAdminTimeout = 30 * time.Second
 
 // NewRootCmd returns the whole `kubectl kratos` command tree, writing to streams.
 func NewRootCmd(streams genericiooptions.IOStreams) *cobra.Command {
@@ -94,7 +107,15 @@ the instance through the Kubernetes API server (port-forward to the admin API, e
 migrations), so Kubernetes RBAC on pods/portforward and pods/exec decides who may use it.
 
 The instance is the one of the namespace (pods labelled kratos-injector.io/instance); with
-several, pick one with --instance NAME or -l SELECTOR.`,
+several, pick one with --instance NAME or -l SELECTOR. Only pods the injector injected are
+used (opted in with kratos-injector.io/inject=true, carrying its status annotation, running its
+Kratos container): a pod that merely carries the instance label is ignored, and never receives
+a password.
+
+Requests to the Kratos admin API, and opening the port-forward to it, give up after
+--admin-timeout (30s); requests to the API server follow kubectl's --request-timeout. Text from
+Kratos and from pods (identity traits, error messages, termination messages) is printed with
+its control characters escaped.`,
 		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl kratos"},
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -111,6 +132,8 @@ several, pick one with --instance NAME or -l SELECTOR.`,
 	pf.StringVar(&g.Instance, "instance", "", "the Kratos instance (value of the kratos-injector.io/instance label) when the namespace has several")
 	pf.StringVarP(&g.Selector, "selector", "l", "", "label selector restricting the injected pods (e.g. app=web)")
 	pf.StringVar(&g.AdminURL, "admin-url", "", "reach the Kratos admin API directly at this URL instead of through a port-forward (e.g. http://127.0.0.1:4434)")
+	pf.DurationVar(&g.AdminTimeout, "admin-timeout", DefaultAdminTimeout, "give up on the Kratos admin API after this long: opening the port-forward, and each request "+
+		"(its answer included); requests to the Kubernetes API server follow --request-timeout")
 
 	root.AddCommand(
 		newIdentityCmd(g),

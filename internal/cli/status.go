@@ -39,7 +39,9 @@ pods, how many are Ready, the Kratos image, the injector version and spec hash e
 injected with (pods with different hashes run different configs, e.g. during a rollout), and
 for each pod that is not Ready, why: the render init container's one-line error (a missing
 Secret or key), a database waiting for "kubectl kratos migrate", a crashing container with its
-last message, or what the pod's status says.
+last message, or what the pod's status says. A pod that carries the instance label but was
+not injected by kratos-injector is listed as "not injected by kratos-injector: ignored", with
+what it lacks; it counts for nothing else, and no other command ever uses it.
 
 For each external identity provider (the kratos-injector.io/idp-secrets annotation) it prints
 the redirect URI to register at the provider: <public-url>/self-service/methods/oidc/callback/<id>.
@@ -85,7 +87,8 @@ type StatusReport struct {
 type InstanceStatus struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
-	ReadyPods int    `json:"readyPods"`
+	// ReadyPods counts the Ready injected pods (ignored pods never count).
+	ReadyPods int `json:"readyPods"`
 	// KratosImages, InjectorVersions and SpecHashes are the distinct values over the pods.
 	KratosImages     []string         `json:"kratosImages"`
 	InjectorVersions []string         `json:"injectorVersions"`
@@ -106,7 +109,10 @@ type PodStatus struct {
 	Migrate         string      `json:"migrate,omitempty"`
 	Restarts        int32       `json:"restarts"`
 	Created         metav1.Time `json:"created"`
-	// Reason says why the pod is not Ready (empty when it is).
+	// Ignored marks a pod that carries the instance label but was not injected by
+	// kratos-injector: the plugin never uses it (Reason says why it was not taken).
+	Ignored bool `json:"ignored,omitempty"`
+	// Reason says why the pod is not Ready (empty when it is), or why it is ignored.
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -181,14 +187,30 @@ func (o *StatusOptions) instances(ctx context.Context, cs kubernetes.Interface, 
 func (o *StatusOptions) instance(ctx context.Context, secrets *secretReader, group *instance.Instance) InstanceStatus {
 	ns := group.Namespace
 	in := InstanceStatus{Namespace: ns, Name: group.Name}
-	// By name, for display (the group's own order is the plugin's choice of pod).
-	pods := make([]*corev1.Pod, len(group.Pods))
-	for i := range group.Pods {
-		pods[i] = &group.Pods[i]
+	// By name, for display (the group's own order is the plugin's choice of pod). Pods that
+	// carry the instance label without being injected are shown, marked ignored, and count for
+	// nothing else: the plugin never reaches them.
+	type entry struct {
+		pod *corev1.Pod
+		why string // why the pod is ignored; "" for an injected pod
 	}
-	sort.Slice(pods, func(a, b int) bool { return pods[a].Name < pods[b].Name })
+	pods := make([]entry, 0, len(group.Pods)+len(group.Ignored))
+	for i := range group.Pods {
+		pods = append(pods, entry{pod: &group.Pods[i]})
+	}
+	for i := range group.Ignored {
+		pods = append(pods, entry{pod: &group.Ignored[i].Pod, why: group.Ignored[i].Why})
+	}
+	sort.Slice(pods, func(a, b int) bool { return pods[a].pod.Name < pods[b].pod.Name })
 	var newest *corev1.Pod
-	for _, p := range pods {
+	for _, e := range pods {
+		p := e.pod
+		if e.why != "" {
+			ps := podStatus(p, nil)
+			ps.Ignored, ps.Reason = true, instance.NotInjectedReason(e.why)
+			in.Pods = append(in.Pods, ps)
+			continue
+		}
 		spec, _ := inject.ParseAnnotations(p.Annotations, "")
 		ps := podStatus(p, spec)
 		if ps.Ready {
@@ -204,10 +226,12 @@ func (o *StatusOptions) instance(ctx context.Context, secrets *secretReader, gro
 			newest = p
 		}
 	}
-	if newest == nil {
-		newest = pods[0]
+	if newest == nil && len(group.Pods) > 0 {
+		newest = &group.Pods[0]
 	}
-	in.PublicURL, in.Providers = providers(ctx, secrets, ns, newest)
+	if newest != nil {
+		in.PublicURL, in.Providers = providers(ctx, secrets, ns, newest)
+	}
 	return in
 }
 

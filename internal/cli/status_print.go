@@ -31,7 +31,13 @@ func (o *StatusOptions) printTable(rep *StatusReport) error {
 	if len(rep.Instances) > 0 {
 		var rows [][]string
 		for _, in := range rep.Instances {
-			rows = append(rows, ns([]string{in.Name, fmt.Sprintf("%d/%d", in.ReadyPods, len(in.Pods)),
+			injected := 0
+			for _, p := range in.Pods {
+				if !p.Ignored {
+					injected++
+				}
+			}
+			rows = append(rows, ns([]string{in.Name, fmt.Sprintf("%d/%d", in.ReadyPods, injected),
 				list(in.KratosImages), list(in.InjectorVersions), list(in.SpecHashes)}, in.Namespace))
 		}
 		if err := o.Output.printTable(w, head("INSTANCE", "READY", "KRATOS IMAGE", "INJECTOR", "SPEC"), rows); err != nil {

@@ -383,3 +383,59 @@ func TestStatusUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusShowsIgnoredPodsAndEscapes: a pod that carries the instance label without being
+// injected is listed as ignored and counts for nothing; a container's termination message (text
+// the pod writes) reaches the table escaped.
+func TestStatusShowsIgnoredPodsAndEscapes(t *testing.T) {
+	ns := cluster.Namespace(t, "status")
+	admin := []string{"--kubeconfig", cluster.Kubeconfig(t, "admin", ns)}
+
+	web := injectedPod(t, ns, "web-1", "web", nil)
+	st := podRunningStatus(web)
+	markUnready(&st)
+	k := initStatusOf(&st, inject.ContainerKratos)
+	k.Ready, k.Started, k.RestartCount = false, ptrOf(false), 2
+	k.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}
+	k.LastTerminationState = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error",
+		Message: "level=fatal msg=\x1b]0;pwned\x07\x1b[2Jgone\tfor\u009bgood"}}
+	cluster.PodWithStatus(t, web, st, false)
+	impostor := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-impostor", Namespace: ns, Labels: map[string]string{inject.LabelInstance: "web"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1"}}},
+	}
+	cluster.RunPod(t, impostor)
+
+	rep := statusReport(t, admin...)
+	if len(rep.Instances) != 1 || len(rep.Instances[0].Pods) != 2 {
+		t.Fatalf("instances %+v, want web with two pods", rep.Instances)
+	}
+	in := rep.Instances[0]
+	ignored := in.Pods[1]
+	if in.ReadyPods != 0 || !ignored.Ignored || ignored.Name != "web-impostor" ||
+		ignored.Reason != "not injected by kratos-injector: ignored (not labelled kratos-injector.io/inject=true)" {
+		t.Errorf("instance %+v", in)
+	}
+	if len(in.KratosImages) != 1 || len(in.SpecHashes) != 1 {
+		t.Errorf("the ignored pod counts in the instance's images %v or spec hashes %v", in.KratosImages, in.SpecHashes)
+	}
+
+	code, stdout, stderr := pluginMain(t, "", append([]string{"status"}, admin...)...)
+	if code != 0 {
+		t.Fatalf("status: exit %d: %s", code, stderr)
+	}
+	t.Logf("kubectl kratos status:\n%s", stdout)
+	if bad := cli.RawControls(stdout); bad != "" {
+		t.Errorf("status table holds raw control characters %s", bad)
+	}
+	for _, want := range []string{
+		"web        0/1     ",
+		`last exit 1 (Error): level=fatal msg=^[]0;pwned^G^[[2Jgone\tfor\u009bgood`,
+		"web-impostor   web        true    Running",
+		"not injected by kratos-injector: ignored (not labelled kratos-injector.io/inject=true)",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("table does not show %q", want)
+		}
+	}
+}

@@ -94,7 +94,7 @@ func run(t *testing.T, stdin string, args ...string) (int, string, string) {
 }
 
 func TestValidateAcceptsGoodOptions(t *testing.T) {
-	g := &Globals{ConfigFlags: genericclioptions.NewConfigFlags(true)}
+	g := &Globals{ConfigFlags: genericclioptions.NewConfigFlags(true), AdminTimeout: DefaultAdminTimeout}
 	table := outputFlags{Format: formatTable}
 	for name, o := range map[string]interface{ Validate() error }{
 		"get by id":        &GetOptions{g: g, Ref: refFlags{ID: someID}, Output: outputFlags{Format: formatWide, wide: true}},
@@ -109,8 +109,8 @@ func TestValidateAcceptsGoodOptions(t *testing.T) {
 		"oidc unlink":      &OIDCUnlinkOptions{g: g, Ref: refFlags{ID: someID}, CredentialID: "github:12345", Output: table},
 		"migrate":          &MigrateOptions{g: g, Timeout: time.Minute},
 		"version":          &VersionOptions{g: g, Output: table},
-		"global selection": &ListOptions{g: &Globals{ConfigFlags: genericclioptions.NewConfigFlags(true), Instance: "web", Selector: "app in (web,api)"}, Output: table},
-		"global admin-url": &ListOptions{g: &Globals{ConfigFlags: genericclioptions.NewConfigFlags(true), AdminURL: "https://kratos-admin.internal:4434"}, Output: table},
+		"global selection": &ListOptions{g: &Globals{ConfigFlags: genericclioptions.NewConfigFlags(true), AdminTimeout: DefaultAdminTimeout, Instance: "web", Selector: "app in (web,api)"}, Output: table},
+		"global admin-url": &ListOptions{g: &Globals{ConfigFlags: genericclioptions.NewConfigFlags(true), AdminTimeout: time.Second, AdminURL: "https://kratos-admin.internal:4434"}, Output: table},
 	} {
 		if err := o.Validate(); err != nil {
 			t.Errorf("%s: Validate() = %v", name, err)

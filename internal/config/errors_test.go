@@ -132,6 +132,14 @@ func TestRenderErrors(t *testing.T) {
 			kind: "secret", obj: "pg", key: "dsn", want: []string{"empty"}},
 		{name: "db dsn two lines", break_: func(f *fixture) { f.secrets["pg"]["dsn"] = "postgres://a:SENTINEL@h/d\nx" },
 			bad: "postgres://a:SENTINEL@h/d", kind: "secret", obj: "pg", key: "dsn", want: []string{"line break"}},
+		{name: "db dsn unescaped percent", break_: func(f *fixture) { f.secrets["pg"]["dsn"] = "postgres://kratos:N0t%Shared!SENTINEL@db:5432/kratos" },
+			bad: "N0t%Shared!", kind: "secret", obj: "pg", key: "dsn", want: []string{"Kratos can parse", "% as %25"}},
+		{name: "db dsn password half in path", break_: func(f *fixture) { f.secrets["pg"]["dsn"] = "postgres://kratos:5432/SENTINEL@db/kratos" },
+			bad: "5432/SENTINEL", kind: "secret", obj: "pg", key: "dsn", want: []string{"percent-encoded"}},
+		{name: "db host with slash", break_: func(f *fixture) { f.secrets["pg"]["host"] = "db/SENTINEL" },
+			bad: "db/SENTINEL", kind: "secret", obj: "pg", key: "host", want: []string{"host name or IP address"}},
+		{name: "db host with port", break_: func(f *fixture) { f.secrets["pg"]["host"] = "db:5433" },
+			bad: "db:5433", kind: "secret", obj: "pg", key: "host", want: []string{`key "port"`}},
 		{name: "db secret not mounted", break_: func(f *fixture) { delete(f.secrets, "pg") },
 			kind: "secret", obj: "pg", key: "", want: []string{"not mounted"}},
 
@@ -144,6 +152,8 @@ func TestRenderErrors(t *testing.T) {
 			kind: "secret", obj: "smtp", key: "skip_ssl_verify", want: []string{"boolean"}},
 		{name: "smtp uri not smtp", break_: func(f *fixture) { f.secrets["smtp"]["uri"] = "http://u:SENTINEL@mail/" },
 			bad: "http://u:SENTINEL@mail/", kind: "secret", obj: "smtp", key: "uri", want: []string{"smtps://"}},
+		{name: "smtp uri unparsable", break_: func(f *fixture) { f.secrets["smtp"]["uri"] = "smtp://u:SENTINEL%zz@mail/" },
+			bad: "smtp://u:SENTINEL%zz@mail/", kind: "secret", obj: "smtp", key: "uri", want: []string{"percent-encoded"}},
 		{name: "smtp password without user", break_: func(f *fixture) { delete(f.secrets["smtp"], "user") },
 			kind: "secret", obj: "smtp", key: "user", want: []string{"password is set"}},
 		{name: "smtp host missing", break_: func(f *fixture) { delete(f.secrets["smtp"], "host") },
@@ -194,6 +204,14 @@ func TestRenderErrors(t *testing.T) {
 			delete(f.secrets["sso"], "mapper")
 			f.secrets["sso"]["mapper_url"] = "ftp://x/m.jsonnet"
 		}, bad: "ftp://x/m.jsonnet", kind: "secret", obj: "sso", key: "mapper_url", want: []string{"base64://"}},
+		{name: "idp unparsable auth_url with credentials", break_: func(f *fixture) { f.secrets["sso"]["auth_url"] = "https://u:SENTINEL%zz@sso.example.com/auth" },
+			bad: "https://u:SENTINEL%zz@sso.example.com/auth", kind: "secret", obj: "sso", key: "auth_url", want: []string{"absolute http(s) URL"}},
+		{name: "idp token_url with credentials", break_: func(f *fixture) { f.secrets["sso"]["token_url"] = "ftp://u:SENTINEL@sso.example.com/token" },
+			bad: "ftp://u:SENTINEL@sso.example.com/token", kind: "secret", obj: "sso", key: "token_url", want: []string{"absolute http(s) URL"}},
+		{name: "idp mapper_url with credentials", break_: func(f *fixture) {
+			delete(f.secrets["sso"], "mapper")
+			f.secrets["sso"]["mapper_url"] = "ftp://u:SENTINEL@x/m.jsonnet"
+		}, bad: "ftp://u:SENTINEL@x/m.jsonnet", kind: "secret", obj: "sso", key: "mapper_url", want: []string{"base64://"}},
 		{name: "idp duplicate id", break_: func(f *fixture) { f.secrets["sso"]["id"] = "github" },
 			kind: "secret", obj: "sso", key: "id", want: []string{`secret "gh"`, "distinct id"}},
 		{name: "idp bad id", break_: func(f *fixture) { f.secrets["sso"]["id"] = "a/b" }, bad: "a/b",
@@ -239,6 +257,15 @@ func TestRenderErrors(t *testing.T) {
 		// Spec (normally caught at admission).
 		{name: "spec bad public URL", break_: func(f *fixture) { f.spec.PublicURL = "auth.example.com" },
 			want: []string{"spec: publicURL", "absolute"}},
+		{name: "spec public URL with credentials", break_: func(f *fixture) { f.spec.PublicURL = "https://u:SENTINEL@auth.example.com/" },
+			want: []string{"spec: publicURL", "u:xxxxx@auth.example.com", "credentials"}},
+		{name: "spec hydra URL with unparsable credentials", break_: func(f *fixture) { f.spec.HydraAdminURL = "https://u:SENTINEL%zz@hydra:4445/" },
+			want: []string{"spec: hydraAdminURL", "xxxxx@hydra:4445"}},
+		{name: "spec return URL with long credentials", break_: func(f *fixture) {
+			f.spec.AllowedReturnURLs = []string{"https://u:" + strings.Repeat("SENTINEL", 20) + "@app.example.com/"}
+		}, want: []string{"spec: allowedReturnURLs", "credentials"}},
+		{name: "spec CORS origin with credentials", break_: func(f *fixture) { f.spec.CORSOrigins = []string{"https://u:SENTINEL@app.example.com/x"} },
+			want: []string{"spec: corsOrigins", "u:xxxxx@app.example.com"}},
 		{name: "spec unknown feature", break_: func(f *fixture) { f.spec.Features = append(f.spec.Features, "sso") },
 			want: []string{`unknown feature "sso"`}},
 		{name: "spec bad sender", break_: func(f *fixture) { f.spec.SenderAddress = "nobody" },

@@ -185,14 +185,50 @@ func ValueProblem(field, v string) string {
 	return ""
 }
 
-// Quote shows a user value in a message, bounded so a huge value cannot bloat a denial or a
-// termination message.
+// Quote shows a user value in a message: with the credentials a URL in it may carry masked
+// (RedactURL; denials are logged and repeated in events), and bounded so a huge value cannot
+// bloat a denial or a termination message. Masking comes first: a cut could hide the '@'.
 func Quote(v string) string {
 	const max = 80
+	v = RedactURL(v)
 	if len(v) > max {
 		return strconv.Quote(v[:max]) + "..."
 	}
 	return strconv.Quote(v)
+}
+
+// redacted replaces the password, or a user name without one, of a URL shown in a message.
+const redacted = "xxxxx"
+
+// RedactURL masks the userinfo of a URL, as url.URL.Redacted does (user:xxxxx@host), and also
+// a lone user name (often a token: xxxxx@host). It must hold for broken URLs too, since those
+// are the ones messages quote: when v does not parse, or parses without userinfo but holds a
+// "user:pass@" that a reserved character in the password split off (https://u:12/pw@host parses
+// as host u, port 12), everything between "://" (or the start) and the last '@' is masked. A
+// value without '@' is returned as is.
+func RedactURL(v string) string {
+	at := strings.LastIndex(v, "@")
+	if at < 0 {
+		return v
+	}
+	u, err := url.Parse(v)
+	if err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return u.Redacted()
+		}
+		u.User = url.User(redacted)
+		return u.String()
+	}
+	start, scheme := 0, false
+	if i := strings.Index(v, "://"); i >= 0 && i < at {
+		start, scheme = i+len("://"), true
+	}
+	// A value that parses without userinfo has its '@' in the path or query: mask only what
+	// looks like user:password (an e-mail address or https://host/@me stays readable).
+	if (err != nil && scheme) || strings.Contains(v[start:at], ":") {
+		return v[:start] + redacted + v[at:]
+	}
+	return v
 }
 
 func oneOf(values []string) func(string) string {
@@ -257,8 +293,10 @@ func schemaIDProblem(v string) string {
 	return fmt.Sprintf("%s is not a valid schema id (letters, digits, '-', '.', '_')", Quote(v))
 }
 
-// urlProblem accepts absolute http(s) URLs without credentials (annotations are not secret).
-// wildcard allows a leading "*." in the host, as Kratos does for allow-lists and CORS.
+// urlProblem accepts absolute http(s) URLs without credentials: annotations are not secret
+// (Kratos's oauth2_provider.url could take them, but they would sit in the pod spec). Its
+// messages quote the URL with Quote, which masks the credentials. wildcard allows a leading
+// "*." in the host, as Kratos does for allow-lists and CORS.
 func plainURLProblem(v string) string { return urlProblem(v, false) }
 
 func urlProblem(v string, wildcard bool) string {

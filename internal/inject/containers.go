@@ -3,6 +3,7 @@ package inject
 import (
 	"path"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -69,21 +70,34 @@ func renderContainer(injectorImage, specJSON string, inputMounts []corev1.Volume
 		Image:   injectorImage,
 		Command: slices.Clone(RenderCommand),
 		Args: []string{
-			"--spec=" + specJSON,
-			"--inputs=" + config.DefaultInputDir,
-			"--out=" + config.DefaultConfigDir,
-			"--data-dir=" + config.DefaultDataDir,
+			"--spec=" + kubeletLiteral(specJSON),
+			"--inputs=" + kubeletLiteral(config.DefaultInputDir),
+			"--out=" + kubeletLiteral(config.DefaultConfigDir),
+			"--data-dir=" + kubeletLiteral(config.DefaultDataDir),
 		},
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: renderCPURequest.DeepCopy(), corev1.ResourceMemory: renderMemoryRequest.DeepCopy()},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: renderMemoryLimit.DeepCopy()},
 		},
 		VolumeMounts: mounts,
-		// A missing Secret key then shows in the pod's status, not only in its logs.
-		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		// `webhook render` writes its one secret-free error line to the termination log itself,
+		// which the pod's status shows; the log is never copied there (see terminationPolicy).
+		TerminationMessagePolicy: terminationPolicy,
 		SecurityContext:          securityContext(),
 	}
 }
+
+// terminationPolicy of every injected container: the termination message is only what the
+// process writes to /dev/termination-log, never its log (FallbackToLogsOnError). Kratos logs
+// errors that quote its config, e.g. a DSN its driver cannot parse, password included, and a
+// pod's status is readable by anyone who may get pods, unlike the Secret the value came from.
+const terminationPolicy = corev1.TerminationMessageReadFile
+
+// kubeletLiteral escapes s for a container's command or args, where the kubelet expands
+// $(VAR) references (to the container's env and the service links) and reads $$ as $: the
+// process then receives s itself, whatever '$' the annotations put into it. Run by hand, an arg
+// copied from the pod spec needs the same $$ -> $.
+func kubeletLiteral(s string) string { return strings.ReplaceAll(s, "$", "$$") }
 
 // kratosMounts are the mounts of both Kratos containers: the rendered config read-only, /tmp
 // (the root filesystem is read-only) and, for SQLite, the database directory.
@@ -125,7 +139,7 @@ func migrateContainer(s *config.Spec) corev1.Container {
 		Env:                      sqaOptOut(),
 		Resources:                kratosResources(s),
 		VolumeMounts:             kratosMounts(s),
-		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		TerminationMessagePolicy: terminationPolicy,
 		SecurityContext:          securityContext(),
 	}
 }
@@ -166,8 +180,8 @@ func kratosContainer(s *config.Spec) corev1.Container {
 		StartupProbe:   startup,
 		ReadinessProbe: &corev1.Probe{ProbeHandler: httpGet("/health/ready"), PeriodSeconds: 5, TimeoutSeconds: 2, FailureThreshold: 3},
 		LivenessProbe:  &corev1.Probe{ProbeHandler: httpGet("/health/alive"), PeriodSeconds: 10, TimeoutSeconds: 2, FailureThreshold: 3},
-		// Kratos logs its fatal config errors; they then show in the pod's status.
-		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		// Not its log: Kratos's errors may quote secrets (see terminationPolicy).
+		TerminationMessagePolicy: terminationPolicy,
 		SecurityContext:          securityContext(),
 	}
 	if s.Sidecar == config.SidecarNative {

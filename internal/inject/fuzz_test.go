@@ -3,6 +3,7 @@ package inject
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -50,6 +51,14 @@ func FuzzParseAnnotations(f *testing.F) {
 			got := applyPatch(t, req.Object.Raw, resp)
 			if _, ok := got.Annotations[AnnotationStatus]; !ok {
 				t.Fatal("allowed without injection")
+			}
+			// The render container receives the spec as validated, after the kubelet's $(VAR)
+			// expansion.
+			want, _ := spec.Marshal() // spec is set: the handler injected
+			for _, c := range got.Spec.InitContainers {
+				if c.Name == ContainerConfig && !slices.Contains(expandedArgs(c), "--spec="+want) {
+					t.Fatalf("render container's args are not the spec after expansion: %q", c.Args)
+				}
 			}
 		} else if resp.Result == nil || !strings.Contains(resp.Result.Message, "kratos") && resp.Result.Code != 400 {
 			t.Fatalf("denial without a clear message: %+v", resp.Result)

@@ -148,7 +148,8 @@ func TestRenderArgsCarrySpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := res.Pod.Spec.InitContainers[0]
-	spec, err := config.UnmarshalSpec(strings.TrimPrefix(c.Args[0], "--spec="))
+	// As the kubelet passes it (see TestArgsSurviveKubeletExpansion).
+	spec, err := config.UnmarshalSpec(strings.TrimPrefix(kubeletExpand(c.Args[0], nil), "--spec="))
 	if err != nil {
 		t.Fatal(err)
 	}

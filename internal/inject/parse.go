@@ -276,7 +276,9 @@ func editDistance(a, b string, limit int) int {
 	return min(prev[len(b)], limit)
 }
 
-// quote shows a user value in a message, bounded so a huge annotation cannot bloat a denial.
+// quote shows a user value in a message, bounded so a huge annotation cannot bloat a denial,
+// with a URL's credentials masked (config.RedactURL): the webhook logs denials and the
+// ReplicaSet's events repeat them.
 func quote(v string) string { return config.Quote(v) }
 
 // splitList splits a comma-separated annotation, trimming blanks and dropping empty items.

@@ -17,6 +17,8 @@ var (
 	ErrNotReady = errors.New("no ready pod")
 	// ErrForbidden: RBAC denied a call; the message says which permission is missing.
 	ErrForbidden = errors.New("forbidden")
+	// ErrTimeout: a port-forward was not established in time.
+	ErrTimeout = errors.New("timeout")
 )
 
 // Error is a failure to reach the instance, of one of the kinds above (errors.Is) with a

@@ -2,6 +2,7 @@ package instance_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,14 +10,19 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/kratos-injector/kratos-injector/internal/inject"
 	"github.com/kratos-injector/kratos-injector/internal/instance"
 	"github.com/kratos-injector/kratos-injector/internal/instance/clustertest"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // The tests run against a real kube-apiserver (RBAC, audit log) with kwok as the node agent:
@@ -424,4 +430,170 @@ func TestExec(t *testing.T) {
 	}
 	t.Logf("%v", err)
 	t.Logf("pods/exec requests: %q", streamRequests(t, ns, "exec"))
+}
+
+// impostors are pods that carry the instance label shop without being injected by
+// kratos-injector, each missing something else the injector makes; every one of them is Ready,
+// so only the check for injection keeps the plugin away from them.
+func impostors(ns string) map[string]*corev1.Pod {
+	labelOnly := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "evil-label-only", Namespace: ns, Labels: map[string]string{inject.LabelInstance: "shop"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: testbed.BusyboxImage}}},
+	}
+	noStatus := clustertest.Pod(ns, "evil-no-status", "shop") // the opt-in label, the shape, no status
+	delete(noStatus.Annotations, inject.AnnotationStatus)
+	badStatus := clustertest.Pod(ns, "evil-bad-status", "shop")
+	badStatus.Annotations[inject.AnnotationStatus] = "trust me"
+	notOptedIn := clustertest.Pod(ns, "evil-not-opted-in", "shop") // copied status, never went through the webhook
+	delete(notOptedIn.Labels, inject.LabelInject)
+	notServe := clustertest.Pod(ns, "evil-not-serve", "shop")
+	notServe.Spec.InitContainers[1].Command, notServe.Spec.InitContainers[1].Args = []string{"sh"}, []string{"-c", "nc -lk -p 4434"}
+	notSidecar := clustertest.Pod(ns, "evil-not-sidecar", "shop")
+	notSidecar.Spec.InitContainers[1].RestartPolicy = nil
+	noKratos := clustertest.Pod(ns, "evil-no-kratos", "shop")
+	noKratos.Spec.InitContainers[1].Name = "kratos-ish"
+	out := map[string]*corev1.Pod{}
+	for _, p := range []*corev1.Pod{labelOnly, noStatus, badStatus, notOptedIn, notServe, notSidecar, noKratos} {
+		out[p.Name] = p
+	}
+	return out
+}
+
+// TestImpostorNeverChosen: pods newer than the injected one, Ready, labelled with its instance,
+// but not injected by kratos-injector: neither ReadyPod (the admin API, which receives
+// passwords) nor KratosRunningPod (migrate) ever picks one, and --instance shop does not either.
+func TestImpostorNeverChosen(t *testing.T) {
+	ns := cluster.Namespace(t, "shop")
+	cluster.PodWithStatus(t, clustertest.Pod(ns, "shop-real", "shop"), running(), false)
+	time.Sleep(1100 * time.Millisecond) // creation timestamps have a one-second resolution: the impostors are newer
+	for _, p := range impostors(ns) {
+		cluster.PodWithStatus(t, p, running(), false)
+	}
+	for _, sel := range []instance.Selector{{Namespace: ns}, {Namespace: ns, Instance: "shop"}, {Namespace: ns, LabelSelector: "app=shop"}} {
+		in, err := find(t, sel)
+		if err != nil {
+			t.Fatalf("%+v: %v", sel, err)
+		}
+		if p, err := in.ReadyPod(); err != nil || p.Name != "shop-real" {
+			t.Errorf("%+v: ReadyPod() = %v, %v; want shop-real", sel, podName(p), err)
+		}
+		if p, err := in.KratosRunningPod(); err != nil || p.Name != "shop-real" {
+			t.Errorf("%+v: KratosRunningPod() = %v, %v; want shop-real", sel, podName(p), err)
+		}
+		var got []string
+		for _, p := range in.Pods {
+			got = append(got, p.Name)
+		}
+		if len(got) != 1 || got[0] != "shop-real" {
+			t.Fatalf("%+v: instance pods %q, want only shop-real", sel, got)
+		}
+	}
+
+	// With the injected pod not Ready, the error names the impostors as ignored instead of
+	// falling back to them.
+	ns2 := cluster.Namespace(t, "shop")
+	cluster.PodWithStatus(t, clustertest.Pod(ns2, "shop-real", "shop"), status(notReady, func(s *corev1.PodStatus) {
+		s.InitContainerStatuses[1].Ready = false
+	}), false)
+	cluster.PodWithStatus(t, impostors(ns2)["evil-no-status"], running(), false)
+	in, err := find(t, instance.Selector{Namespace: ns2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := in.ReadyPod()
+	if !errors.Is(err, instance.ErrNotReady) || !strings.Contains(err.Error(), "pod evil-no-status: not injected by kratos-injector: ignored (no kratos-injector.io/status annotation)") {
+		t.Fatalf("ReadyPod() = %v, %v; want ErrNotReady naming evil-no-status as ignored", podName(p), err)
+	}
+	t.Logf("%v", err)
+}
+
+// TestOnlyImpostors: with nothing but a pod that carries the label, Find refuses and says why
+// the pod was not taken; an impostor of another instance name makes no instance of its own
+// (neither an ambiguity nor a name in the error).
+func TestOnlyImpostors(t *testing.T) {
+	ns := cluster.Namespace(t, "shop")
+	cluster.PodWithStatus(t, impostors(ns)["evil-label-only"], running(), false)
+	for _, sel := range []instance.Selector{{Namespace: ns}, {Namespace: ns, Instance: "shop"}} {
+		in, err := find(t, sel)
+		if !errors.Is(err, instance.ErrNoInstance) {
+			t.Fatalf("%+v: got %s, %v; want ErrNoInstance", sel, instanceName(in), err)
+		}
+		for _, want := range []string{"no pod injected by kratos-injector in namespace " + ns,
+			"pod evil-label-only carries kratos-injector.io/instance=shop but was not injected by kratos-injector: ignored (not labelled kratos-injector.io/inject=true)"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%+v: error %q does not say %q", sel, err, want)
+			}
+		}
+		t.Logf("%v", err)
+	}
+
+	ns2 := cluster.Namespace(t, "shop")
+	cluster.PodWithStatus(t, clustertest.Pod(ns2, "web-1", "web"), running(), false)
+	decoy := impostors(ns2)["evil-bad-status"]
+	decoy.Labels[inject.LabelInstance] = "aaa" // sorts before web
+	cluster.PodWithStatus(t, decoy, running(), false)
+	in, err := find(t, instance.Selector{Namespace: ns2})
+	if err != nil || in.Name != "web" {
+		t.Fatalf("Find() = %s, %v; want instance web (the impostor of aaa is no instance)", instanceName(in), err)
+	}
+}
+
+func instanceName(in *instance.Instance) string {
+	if in == nil {
+		return "<nil>"
+	}
+	var pods []string
+	for _, p := range in.Pods {
+		pods = append(pods, p.Name)
+	}
+	return fmt.Sprintf("instance %s (pods %s)", in.Name, strings.Join(pods, ", "))
+}
+
+func podName(p *corev1.Pod) string {
+	if p == nil {
+		return "<nil>"
+	}
+	return p.Name
+}
+
+// TestPortForwardDeadline: an API server that takes the port-forward request and never answers
+// (a stand-in on 127.0.0.1) fails PortForwardWithin after its timeout, with ErrTimeout and one
+// line that says what was not established.
+func TestPortForwardDeadline(t *testing.T) {
+	release := make(chan struct{})
+	var requests atomic.Int64
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(hung.Close)
+	t.Cleanup(func() { close(release) })
+	cfg := &rest.Config{Host: hung.URL}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := clustertest.Pod("shop", "web-1", "web")
+	start := time.Now()
+	f, err := instance.PortForwardWithin(clustertest.Context(t), cfg, cs, pod, 4434, 300*time.Millisecond)
+	took := time.Since(start)
+	if err == nil {
+		f.Close()
+		t.Fatal("a port-forward through an API server that never answers was established")
+	}
+	want := "port-forward to pod web-1 in namespace shop: not established within 300ms"
+	if !errors.Is(err, instance.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) || !strings.HasPrefix(err.Error(), want) ||
+		strings.Contains(err.Error(), "\n") {
+		t.Fatalf("got %v; want ErrTimeout, one line starting %q", err, want)
+	}
+	if took > 10*time.Second || requests.Load() == 0 {
+		t.Fatalf("returned after %s, %d requests reached the stand-in", took, requests.Load())
+	}
+	t.Logf("after %s: %v", took.Round(time.Millisecond), err)
+	if instance.DefaultForwardTimeout != 30*time.Second {
+		t.Errorf("DefaultForwardTimeout %s, want 30s", instance.DefaultForwardTimeout)
+	}
 }

@@ -12,10 +12,10 @@ import (
 	"github.com/kratos-injector/kratos-injector/internal/inject"
 )
 
-// ReadyPod returns a pod of the instance that is not being deleted and is Ready, or, failing
-// that, one whose Kratos container is ready (an unready app container must not lock the
-// operator out of the admin API). Otherwise it returns an ErrNotReady error that says, pod by
-// pod, why none is.
+// ReadyPod returns an injected pod of the instance (never an ignored one: see Injected) that
+// is not being deleted and is Ready, or, failing that, one whose Kratos container is ready (an
+// unready app container must not lock the operator out of the admin API). Otherwise it returns
+// an ErrNotReady error that says, pod by pod, why none is.
 func (in *Instance) ReadyPod() (*corev1.Pod, error) {
 	for i := range in.Pods {
 		p := &in.Pods[i]
@@ -32,9 +32,10 @@ func (in *Instance) ReadyPod() (*corev1.Pod, error) {
 	return nil, in.notReadyError("Ready pod")
 }
 
-// KratosRunningPod returns a pod whose Kratos container is running, Ready or not: migrations run
-// there, and Kratos v1.3 stays unready until its database is migrated. Such a pod may still be
-// Pending: a native sidecar whose startup probe has not passed keeps the pod initializing.
+// KratosRunningPod returns an injected pod whose Kratos container is running, Ready or not:
+// migrations run there, and Kratos v1.3 stays unready until its database is migrated. Such a
+// pod may still be Pending: a native sidecar whose startup probe has not passed keeps the pod
+// initializing.
 func (in *Instance) KratosRunningPod() (*corev1.Pod, error) {
 	for i := range in.Pods {
 		p := &in.Pods[i]
@@ -54,6 +55,9 @@ func (in *Instance) notReadyError(want string) error {
 	for i := range in.Pods {
 		p := &in.Pods[i]
 		fmt.Fprintf(&b, "\n  pod %s: %s", p.Name, NotReadyReason(p))
+	}
+	for _, ig := range in.Ignored {
+		fmt.Fprintf(&b, "\n  pod %s: %s", ig.Pod.Name, NotInjectedReason(ig.Why))
 	}
 	return &Error{Kind: ErrNotReady, Message: b.String()}
 }

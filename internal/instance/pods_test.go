@@ -79,3 +79,64 @@ func TestNotReadyReasonNamesTheInjectorsFailures(t *testing.T) {
 func metaWith(annotations map[string]string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Annotations: annotations}
 }
+
+// TestInjected: what the injector makes passes, in both sidecar modes; a pod missing any of
+// the opt-in label, the status annotation or the Kratos container running `kratos serve` does
+// not, and the reason says which.
+func TestInjected(t *testing.T) {
+	injected := func(annotations map[string]string) *corev1.Pod {
+		t.Helper()
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "web-1", Annotations: annotations,
+				Labels: map[string]string{inject.LabelInject: "true", inject.LabelInstance: "web"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1"}}},
+		}
+		res, err := inject.Inject(p, inject.Options{InjectorImage: "injector:test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Pod
+	}
+	native, container := injected(nil), injected(map[string]string{inject.AnnotationSidecar: "container"})
+	for name, p := range map[string]*corev1.Pod{"native sidecar": native, "sidecar: container": container} {
+		if ok, why := Injected(p); !ok {
+			t.Errorf("%s: the injector's own pod is refused: %s", name, why)
+		}
+	}
+
+	for _, tc := range []struct {
+		name   string
+		mutate func(p *corev1.Pod)
+		want   string
+	}{
+		{"instance label only", func(p *corev1.Pod) { delete(p.Labels, inject.LabelInject) }, "not labelled kratos-injector.io/inject=true"},
+		{"opt-in label not true", func(p *corev1.Pod) { p.Labels[inject.LabelInject] = "yes" }, `label kratos-injector.io/inject is "yes", not "true"`},
+		{"no status", func(p *corev1.Pod) { delete(p.Annotations, inject.AnnotationStatus) }, "no kratos-injector.io/status annotation"},
+		{"bad status", func(p *corev1.Pod) { p.Annotations[inject.AnnotationStatus] = "ok" }, "annotation kratos-injector.io/status: status \"ok\": does not start with injected"},
+		{"no Kratos container", func(p *corev1.Pod) { p.Spec.InitContainers = p.Spec.InitContainers[:1] }, "no kratos container"},
+		{"Kratos init container that ends", func(p *corev1.Pod) { kratosOf(p).RestartPolicy = nil }, "init container kratos is not a sidecar (restartPolicy Always)"},
+		{"Kratos container that does not serve", func(p *corev1.Pod) {
+			c := kratosOf(p)
+			c.Command, c.Args = []string{"sh", "-c"}, []string{"exec nc -l 4434"}
+		}, "container kratos does not run `kratos serve`"},
+	} {
+		p := native.DeepCopy()
+		tc.mutate(p)
+		ok, why := Injected(p)
+		if ok || why != tc.want {
+			t.Errorf("%s: Injected = %v, %q; want false, %q", tc.name, ok, why, tc.want)
+		}
+	}
+	if got := NotInjectedReason("no kratos container"); got != "not injected by kratos-injector: ignored (no kratos container)" {
+		t.Errorf("NotInjectedReason = %q", got)
+	}
+}
+
+func kratosOf(p *corev1.Pod) *corev1.Container {
+	for i := range p.Spec.InitContainers {
+		if p.Spec.InitContainers[i].Name == inject.ContainerKratos {
+			return &p.Spec.InitContainers[i]
+		}
+	}
+	panic("no kratos init container")
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -34,10 +35,22 @@ type Forward struct {
 	once   sync.Once
 }
 
+// DefaultForwardTimeout is how long PortForward waits for a port-forward to be established.
+const DefaultForwardTimeout = 30 * time.Second
+
 // PortForward forwards a random local port on 127.0.0.1 to remotePort of pod through the API
 // server, as `kubectl port-forward` does: WebSocket first, SPDY when the server cannot upgrade
-// to WebSocket. It returns once the local port listens; Close stops it.
+// to WebSocket. It returns once the local port listens, or fails after DefaultForwardTimeout;
+// Close stops it.
 func PortForward(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, pod *corev1.Pod, remotePort int) (*Forward, error) {
+	return PortForwardWithin(ctx, cfg, cs, pod, remotePort, DefaultForwardTimeout)
+}
+
+// PortForwardWithin is PortForward giving up on establishing the forward (the API server's
+// upgrade, its connection to the node) after timeout (none when it is not positive), with an
+// ErrTimeout error; ctx still bounds the forward's whole life.
+func PortForwardWithin(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, pod *corev1.Pod, remotePort int,
+	timeout time.Duration) (*Forward, error) {
 	u := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).
 		SubResource("portforward").URL()
 
@@ -77,6 +90,12 @@ func PortForward(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface,
 		f.done <- err
 	}()
 
+	var expired <-chan time.Time
+	if timeout > 0 {
+		deadline := time.NewTimer(timeout)
+		defer deadline.Stop()
+		expired = deadline.C
+	}
 	select {
 	case <-ready:
 	case err := <-f.done:
@@ -85,6 +104,13 @@ func PortForward(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface,
 	case <-ctx.Done():
 		cancel()
 		return nil, fmt.Errorf("port-forward to pod %s: %w", pod.Name, ctx.Err())
+	case <-expired:
+		// The dial may still hang in the forwarder's goroutine: cancelling is all that can be
+		// done, and nothing waits for it.
+		cancel()
+		return nil, &Error{Kind: ErrTimeout, Cause: context.DeadlineExceeded, Message: fmt.Sprintf(
+			"port-forward to pod %s in namespace %s: not established within %s (neither the API server nor the node's kubelet completed it)",
+			pod.Name, pod.Namespace, timeout)}
 	}
 	ports, err := fw.GetPorts()
 	if err != nil || len(ports) == 0 {

@@ -66,11 +66,24 @@ func List(ctx context.Context, cs kubernetes.Interface, sel Selector) ([]corev1.
 type Instance struct {
 	Name      string
 	Namespace string
-	// Pods are sorted: not terminating first, then newest first, then by name.
+	// Pods are the pods the injector injected (see Injected), the only ones the plugin ever
+	// reaches; sorted: not terminating first, then newest first, then by name.
 	Pods []corev1.Pod
+	// Ignored are the pods that carry the instance label but fail Injected, in the same order:
+	// status shows them, nothing else uses them.
+	Ignored []IgnoredPod
 }
 
-// Group groups pods by namespace and instance name, sorted by namespace then name.
+// IgnoredPod is a pod with the instance label that the injector did not inject.
+type IgnoredPod struct {
+	Pod corev1.Pod
+	// Why is Injected's answer (e.g. "no kratos-injector.io/status annotation").
+	Why string
+}
+
+// Group groups pods by namespace and instance name, sorted by namespace then name, and parts
+// each instance's pods into the injected ones and the ignored ones (Injected). An instance may
+// have ignored pods only.
 func Group(pods []corev1.Pod) []*Instance {
 	type key struct{ ns, name string }
 	byKey := map[key]*Instance{}
@@ -83,7 +96,11 @@ func Group(pods []corev1.Pod) []*Instance {
 			byKey[k] = in
 			out = append(out, in)
 		}
-		in.Pods = append(in.Pods, p)
+		if ok, why := Injected(&p); ok {
+			in.Pods = append(in.Pods, p)
+		} else {
+			in.Ignored = append(in.Ignored, IgnoredPod{Pod: p, Why: why})
+		}
 	}
 	sort.Slice(out, func(a, b int) bool {
 		if out[a].Namespace != out[b].Namespace {
@@ -93,21 +110,39 @@ func Group(pods []corev1.Pod) []*Instance {
 	})
 	for _, in := range out {
 		sortPods(in.Pods)
+		sort.SliceStable(in.Ignored, func(a, b int) bool { return podBefore(&in.Ignored[a].Pod, &in.Ignored[b].Pod) })
 	}
 	return out
 }
 
-// Find lists the injected pods of sel's namespace (one API call) and returns the instance sel
-// designates. Several instances without --instance or -l narrowing them to one are refused with
-// their names.
+// injectedOnly keeps the instances that have at least one injected pod: a pod that merely
+// carries the instance label neither makes an instance nor makes the choice ambiguous.
+func injectedOnly(instances []*Instance) []*Instance {
+	var out []*Instance
+	for _, in := range instances {
+		if len(in.Pods) > 0 {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// Find lists the labelled pods of sel's namespace (one API call) and returns the instance sel
+// designates, made of the pods the injector injected (Injected); a pod that only carries the
+// label is never part of it. Several instances without --instance or -l narrowing them to one
+// are refused with their names.
 func Find(ctx context.Context, cs kubernetes.Interface, sel Selector) (*Instance, error) {
 	ns := sel.Namespace
 	pods, err := List(ctx, cs, sel)
 	if err != nil {
 		return nil, err
 	}
-	instances := Group(pods)
+	all := Group(pods)
+	instances := injectedOnly(all)
 	switch {
+	case len(instances) == 0 && len(all) > 0:
+		return nil, errorf(ErrNoInstance, "no pod injected by kratos-injector in namespace %s%s: %s; label a workload's pod "+
+			"template with %s=true and let the webhook inject it", ns, selectorSuffix(sel), describeIgnored(all), inject.LabelInject)
 	case len(instances) == 0 && sel.Instance == "" && sel.LabelSelector == "":
 		return nil, errorf(ErrNoInstance, "no pod labelled %s in namespace %s: label a workload with %s=true "+
 			"(or pick another namespace with -n)", inject.LabelInstance, ns, inject.LabelInject)
@@ -119,6 +154,25 @@ func Find(ctx context.Context, cs kubernetes.Interface, sel Selector) (*Instance
 			ns, strings.Join(names(instances), ", "))
 	}
 	return instances[0], nil
+}
+
+// describeIgnored says, pod by pod, why the labelled pods of instances were not taken.
+func describeIgnored(instances []*Instance) string {
+	var parts []string
+	for _, in := range instances {
+		for _, ig := range in.Ignored {
+			parts = append(parts, fmt.Sprintf("pod %s carries %s=%s but was %s", ig.Pod.Name,
+				inject.LabelInstance, in.Name, NotInjectedReason(ig.Why)))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+func selectorSuffix(sel Selector) string {
+	if d := describeSelector(sel); d != "" {
+		return " matching " + d
+	}
+	return ""
 }
 
 func names(instances []*Instance) []string {
@@ -147,7 +201,7 @@ func otherInstances(ctx context.Context, cs kubernetes.Interface, ns string) str
 	if err != nil {
 		return ""
 	}
-	instances := Group(pods)
+	instances := injectedOnly(Group(pods))
 	if len(instances) == 0 {
 		return fmt.Sprintf("; there is no injected pod at all there: label a workload with %s=true", inject.LabelInject)
 	}
@@ -155,14 +209,16 @@ func otherInstances(ctx context.Context, cs kubernetes.Interface, ns string) str
 }
 
 func sortPods(pods []corev1.Pod) {
-	sort.SliceStable(pods, func(a, b int) bool {
-		pa, pb := &pods[a], &pods[b]
-		if ta, tb := pa.DeletionTimestamp != nil, pb.DeletionTimestamp != nil; ta != tb {
-			return !ta
-		}
-		if !pa.CreationTimestamp.Equal(&pb.CreationTimestamp) {
-			return pb.CreationTimestamp.Before(&pa.CreationTimestamp)
-		}
-		return pa.Name < pb.Name
-	})
+	sort.SliceStable(pods, func(a, b int) bool { return podBefore(&pods[a], &pods[b]) })
+}
+
+// podBefore is the plugin's preference: not terminating first, then newest first, then by name.
+func podBefore(pa, pb *corev1.Pod) bool {
+	if ta, tb := pa.DeletionTimestamp != nil, pb.DeletionTimestamp != nil; ta != tb {
+		return !ta
+	}
+	if !pa.CreationTimestamp.Equal(&pb.CreationTimestamp) {
+		return pb.CreationTimestamp.Before(&pa.CreationTimestamp)
+	}
+	return pa.Name < pb.Name
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -17,12 +18,11 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
 	"github.com/kratos-injector/kratos-injector/internal/testbed"
@@ -57,88 +57,103 @@ func controlPlane(t *testing.T) *testbed.ControlPlane {
 	return cp
 }
 
-// install creates what the self-signed overlay relies on, from the manifests themselves: the
-// namespace, the RBAC of manifests/self-signed/rbac.yaml and the webhook configuration of
-// manifests/base (with a second webhook, to see that every webhook gets the bundle).
-func install(t *testing.T, c kubernetes.Interface) {
+// The names manifests/self-signed gives the webhook configuration and the policy that narrows
+// the ServiceAccount's rights on it to the caBundle.
+const (
+	configName = "kratos-injector"
+	policyName = "kratos-injector-cabundle"
+)
+
+var (
+	installOnce sync.Once
+	installErr  error
+)
+
+// installed applies manifests/self-signed once per control plane, as `kubectl apply -k` would
+// (rendered by kustomize's library, server-side applied): the namespace, the ServiceAccount, the
+// RBAC, the webhook configuration and the ValidatingAdmissionPolicy that narrows the
+// ServiceAccount to the caBundle (the Deployment gets no pods: no controllers here). It adds a
+// second webhook to the configuration, to see that every webhook gets the bundle (with a
+// matchCondition, a field without a default), and returns once the API server enforces the
+// policy.
+func installed(t *testing.T, cp *testbed.ControlPlane) {
 	t.Helper()
-	ctx := context.Background()
-	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kratos-injector"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range decodeFile(t, "../../manifests/self-signed/rbac.yaml") {
-		var err error
-		switch o := o.(type) {
-		case *rbacv1.Role:
-			_, err = c.RbacV1().Roles(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.RoleBinding:
-			_, err = c.RbacV1().RoleBindings(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.ClusterRole:
-			_, err = c.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
-		case *rbacv1.ClusterRoleBinding:
-			_, err = c.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
-		default:
-			t.Fatalf("unexpected %T in rbac.yaml", o)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	objs := decodeFile(t, "../../manifests/base/mutatingwebhookconfiguration.yaml")
-	mwc := objs[0].(*admissionregistrationv1.MutatingWebhookConfiguration)
-	second := *mwc.Webhooks[0].DeepCopy()
-	second.Name = "second.kratos-injector.io"
-	mwc.Webhooks = append(mwc.Webhooks, second)
-	if _, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	installOnce.Do(func() { installErr = install(cp) })
+	if installErr != nil {
+		t.Fatalf("install manifests/self-signed: %v", installErr)
 	}
 }
 
-func decodeFile(t *testing.T, path string) []runtime.Object {
-	t.Helper()
-	b, err := os.ReadFile(path)
+func install(cp *testbed.ControlPlane) error {
+	ctx := context.Background()
+	manifest, err := testbed.Kustomize("../../manifests/self-signed")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	var out []runtime.Object
-	for _, doc := range strings.Split(string(b), "\n---\n") {
-		j, err := utilyaml.ToJSON([]byte(doc))
-		if err != nil {
-			t.Fatal(err)
-		}
-		o, _, err := scheme.Codecs.UniversalDeserializer().Decode(j, nil, nil)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		out = append(out, o)
+	if err := cp.Apply(ctx, "", manifest); err != nil {
+		return err
 	}
-	return out
+	mwcs := cp.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	cfg, err := mwcs.Get(ctx, configName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	second := *cfg.Webhooks[0].DeepCopy()
+	second.Name = "second.kratos-injector.io"
+	second.MatchConditions = []admissionregistrationv1.MatchCondition{{Name: "create", Expression: "request.operation == 'CREATE'"}}
+	cfg.Webhooks = append(cfg.Webhooks, second)
+	if _, err := mwcs.Update(ctx, cfg, metav1.UpdateOptions{}); err != nil {
+		return err
+	}
+	return waitPolicy(ctx, asServiceAccount(cp))
+}
+
+// waitPolicy returns once the API server enforces the policy, which it loads asynchronously: a
+// (dry-run) patch by the ServiceAccount that widens the webhook is refused by the policy.
+func waitPolicy(ctx context.Context, sa kubernetes.Interface) error {
+	widen := []byte(`[{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}]`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := sa.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx, configName, types.JSONPatchType, widen,
+			metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+		if refusedByPolicy(err) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				return fmt.Errorf("policy %s not enforced 30s after it was applied: a widening patch by the ServiceAccount passed", policyName)
+			}
+			return fmt.Errorf("policy %s not enforced 30s after it was applied: a widening patch by the ServiceAccount: %w", policyName, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// refusedByPolicy: the request was denied by the policy (not by RBAC, not by validation).
+func refusedByPolicy(err error) bool {
+	return apierrors.IsForbidden(err) && strings.Contains(err.Error(), fmt.Sprintf("ValidatingAdmissionPolicy '%s' with binding '%s' denied request: ", policyName, policyName))
 }
 
 // asServiceAccount acts as the webhook's ServiceAccount, with only what rbac.yaml grants it.
-func asServiceAccount(t *testing.T, cp *testbed.ControlPlane) kubernetes.Interface {
-	t.Helper()
+func asServiceAccount(cp *testbed.ControlPlane) kubernetes.Interface {
 	cfg := rest.CopyConfig(cp.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{
 		UserName: "system:serviceaccount:kratos-injector:kratos-injector",
 		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:kratos-injector", "system:authenticated"},
 	}
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return kubernetes.NewForConfigOrDie(cfg)
 }
 
-// TestAgainstAPIServer runs managers as the webhook's ServiceAccount against a real API server:
-// replicas racing to create the Secret agree on one; the caBundle of every webhook follows the
-// CA; renewals (asked and due) and a CA rotation reach the Secret, the files and the caBundle;
-// the ServiceAccount can touch nothing else.
+// TestAgainstAPIServer runs managers as the webhook's ServiceAccount against a real API server
+// with manifests/self-signed installed (its RBAC and its caBundle policy in force): replicas
+// racing to create the Secret agree on one; the caBundle of every webhook follows the CA;
+// renewals (asked and due) and a CA rotation reach the Secret, the files and the caBundle; the
+// ServiceAccount can touch nothing else.
 func TestAgainstAPIServer(t *testing.T) {
 	cp := controlPlane(t)
 	admin := cp.Client
-	install(t, admin)
-	sa := asServiceAccount(t, cp)
+	installed(t, cp)
+	sa := asServiceAccount(cp)
 	ctx := context.Background()
 	c := &clock{}
 
@@ -281,6 +296,211 @@ func TestAgainstAPIServer(t *testing.T) {
 	if err := RequestRenewal(ctx, admin, "kratos-injector", "missing", RenewServing); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("renewal of a missing Secret: %v", err)
 	}
+}
+
+// TestCABundlePolicy: manifests/self-signed/cabundle-policy.yaml on a real API server. As the
+// webhook's ServiceAccount, the manager's own caBundle patch passes; a patch that changes
+// anything else of the configuration (a rule, a selector, failurePolicy, the service, a webhook,
+// the metadata), even together with a caBundle, is refused by the policy and changes nothing;
+// so are creating, deleting and updating webhook configurations where a wider RBAC grant would
+// allow it. Any other user still changes anything.
+func TestCABundlePolicy(t *testing.T) {
+	cp := controlPlane(t)
+	installed(t, cp)
+	admin, sa := cp.Client, asServiceAccount(cp)
+	ctx := context.Background()
+	mwcs := admin.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	getConfig := func() *admissionregistrationv1.MutatingWebhookConfiguration {
+		t.Helper()
+		cfg, err := mwcs.Get(ctx, configName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+
+	// The manager's own patch, as the ServiceAccount: a new CA next to the current bundle (what a
+	// CA rotation publishes) on every webhook. Nothing else changes.
+	before := getConfig()
+	_, _, caPEM, err := issueCA(time.Now(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle := append(caPEM, before.Webhooks[0].ClientConfig.CABundle...)
+	o := testOptions(&clock{}, t.TempDir())
+	o.Client, o.Log = sa, testr.New(t)
+	m, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.patchCABundle(ctx, bundle); err != nil {
+		t.Fatalf("the manager's caBundle patch, as the ServiceAccount: %v", err)
+	}
+	after := getConfig()
+	if len(after.Webhooks) != 2 {
+		t.Fatalf("%d webhooks, want 2", len(after.Webhooks))
+	}
+	for _, w := range after.Webhooks {
+		if !bytes.Equal(w.ClientConfig.CABundle, bundle) {
+			t.Errorf("webhook %s: caBundle not patched", w.Name)
+		}
+	}
+	if !equalButCABundle(before, after) {
+		t.Errorf("the caBundle patch changed more than the caBundle:\nbefore %+v\nafter  %+v", before.Webhooks, after.Webhooks)
+	}
+
+	// Anything else, as the ServiceAccount (with its RBAC: a patch): refused by the policy, and
+	// the configuration stays as it was.
+	for what, patch := range map[string]string{
+		"add UPDATE to the rules":                       `[{"op": "add", "path": "/webhooks/0/rules/0/operations/-", "value": "UPDATE"}]`,
+		"send every resource":                           `[{"op": "replace", "path": "/webhooks/0/rules/0/resources", "value": ["*"]}]`,
+		"drop the objectSelector (every pod)":           `[{"op": "remove", "path": "/webhooks/0/objectSelector"}]`,
+		"change the objectSelector":                     `[{"op": "replace", "path": "/webhooks/0/objectSelector/matchLabels", "value": {"app": "payments"}}]`,
+		"drop the namespaceSelector":                    `[{"op": "remove", "path": "/webhooks/0/namespaceSelector"}]`,
+		"failurePolicy Ignore":                          `[{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}]`,
+		"another service":                               `[{"op": "replace", "path": "/webhooks/0/clientConfig/service/namespace", "value": "default"}]`,
+		"another path":                                  `[{"op": "replace", "path": "/webhooks/0/clientConfig/service/path", "value": "/other"}]`,
+		"a URL instead of the service":                  `[{"op": "remove", "path": "/webhooks/0/clientConfig/service"}, {"op": "add", "path": "/webhooks/0/clientConfig/url", "value": "https://attacker.example/mutate"}]`,
+		"a matchCondition":                              `[{"op": "add", "path": "/webhooks/0/matchConditions", "value": [{"name": "x", "expression": "true"}]}]`,
+		"the second webhook's timeout":                  `[{"op": "replace", "path": "/webhooks/1/timeoutSeconds", "value": 30}]`,
+		"drop the second webhook's matchConditions":     `[{"op": "remove", "path": "/webhooks/1/matchConditions"}]`,
+		"remove a webhook":                              `[{"op": "remove", "path": "/webhooks/1"}]`,
+		"swap the webhooks":                             `[{"op": "move", "from": "/webhooks/1", "path": "/webhooks/0"}]`,
+		"a label":                                       `[{"op": "add", "path": "/metadata/labels/extra", "value": "x"}]`,
+		"an annotation":                                 `[{"op": "add", "path": "/metadata/annotations", "value": {"cert-manager.io/inject-ca-from": "kratos-injector/x"}}]`,
+		"a caBundle together with a wider rule":         fmt.Sprintf(`[{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": %q}, {"op": "add", "path": "/webhooks/0/rules/0/operations/-", "value": "UPDATE"}]`, base64.StdEncoding.EncodeToString(caPEM)),
+		"a new webhook seeing every pod":                `[{"op": "add", "path": "/webhooks/-", "value": {"name": "all.kratos-injector.io", "admissionReviewVersions": ["v1"], "sideEffects": "None", "clientConfig": {"service": {"name": "kratos-injector", "namespace": "kratos-injector"}}, "rules": [{"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}]}}]`,
+		"a strategic merge patch of the second webhook": `{"webhooks": [{"name": "second.kratos-injector.io", "failurePolicy": "Ignore"}]}`,
+	} {
+		pt := types.JSONPatchType
+		if strings.HasPrefix(patch, "{") {
+			pt = types.StrategicMergePatchType
+		}
+		_, err := sa.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx, configName, pt, []byte(patch), metav1.PatchOptions{FieldManager: FieldManager})
+		if !refusedByPolicy(err) {
+			t.Errorf("%s, as the ServiceAccount: %v, want refused by the policy %s", what, err, policyName)
+		} else if what == "add UPDATE to the rules" {
+			t.Logf("%s, as the ServiceAccount: %v", what, err)
+		}
+	}
+	if got := getConfig(); got.ResourceVersion != after.ResourceVersion {
+		t.Errorf("refused patches changed the configuration:\n%+v", got.Webhooks)
+	}
+
+	// A wider RBAC grant by mistake (create, update, delete on every webhook configuration): the
+	// policy still refuses all but the caBundle of its own configuration.
+	wide := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "kratos-injector-too-wide"},
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations", "validatingwebhookconfigurations"},
+			Verbs: []string{"get", "create", "update", "patch", "delete"},
+		}},
+	}
+	if _, err := admin.RbacV1().ClusterRoles().Create(ctx, wide, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: wide.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: wide.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "kratos-injector", Namespace: "kratos-injector"}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = admin.RbacV1().ClusterRoleBindings().Delete(ctx, wide.Name, metav1.DeleteOptions{})
+		_ = admin.RbacV1().ClusterRoles().Delete(ctx, wide.Name, metav1.DeleteOptions{})
+	})
+	none := admissionregistrationv1.SideEffectClassNone
+	other := func(name string) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration) {
+		cc := admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: "kratos-injector", Name: "kratos-injector"}}
+		return &admissionregistrationv1.MutatingWebhookConfiguration{
+				ObjectMeta: metav1.ObjectMeta{Name: name},
+				Webhooks:   []admissionregistrationv1.MutatingWebhook{{Name: "all.example.com", AdmissionReviewVersions: []string{"v1"}, SideEffects: &none, ClientConfig: cc}},
+			}, &admissionregistrationv1.ValidatingWebhookConfiguration{
+				ObjectMeta: metav1.ObjectMeta{Name: name},
+				Webhooks:   []admissionregistrationv1.ValidatingWebhook{{Name: "all.example.com", AdmissionReviewVersions: []string{"v1"}, SideEffects: &none, ClientConfig: cc}},
+			}
+	}
+	// RBAC's caches take a moment to see the grant: until then RBAC refuses first.
+	mwc, vwc := other("kratos-injector-extra")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := sa.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, mwc, metav1.CreateOptions{})
+		if refusedByPolicy(err) {
+			break
+		}
+		if !apierrors.IsForbidden(err) || time.Now().After(deadline) {
+			t.Fatalf("create a webhook configuration with a wide grant, as the ServiceAccount: %v, want refused by the policy", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	admins, _ := other("admins-config")
+	if _, err := mwcs.Create(ctx, admins, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mwcs.Delete(ctx, admins.Name, metav1.DeleteOptions{}) })
+	widened := getConfig()
+	widened.Webhooks[0].Rules[0].Operations = append(widened.Webhooks[0].Rules[0].Operations, admissionregistrationv1.Update)
+	adminsBundle := fmt.Sprintf(`[{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": %q}]`, base64.StdEncoding.EncodeToString(caPEM))
+	saMWCs, saVWCs := sa.AdmissionregistrationV1().MutatingWebhookConfigurations(), sa.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	for what, err := range map[string]error{
+		"create a validating webhook configuration":   get(saVWCs.Create(ctx, vwc, metav1.CreateOptions{})),
+		"update its configuration with a wider rule":  get(saMWCs.Update(ctx, widened, metav1.UpdateOptions{})),
+		"delete its configuration":                    saMWCs.Delete(ctx, configName, metav1.DeleteOptions{}),
+		"patch the caBundle of another configuration": get(saMWCs.Patch(ctx, admins.Name, types.JSONPatchType, []byte(adminsBundle), metav1.PatchOptions{})),
+		"delete another configuration":                saMWCs.Delete(ctx, admins.Name, metav1.DeleteOptions{}),
+	} {
+		if !refusedByPolicy(err) {
+			t.Errorf("%s with a wide grant, as the ServiceAccount: %v, want refused by the policy", what, err)
+		}
+	}
+	// ... but an update that changes only the caBundle passes.
+	rebundled := getConfig()
+	for i := range rebundled.Webhooks {
+		rebundled.Webhooks[i].ClientConfig.CABundle = before.Webhooks[i].ClientConfig.CABundle
+	}
+	if _, err := saMWCs.Update(ctx, rebundled, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
+		t.Errorf("a caBundle-only update with a wide grant, as the ServiceAccount: %v", err)
+	}
+
+	// Anyone else (here an administrator) still changes what they like: the policy matches the
+	// ServiceAccount only.
+	current := getConfig()
+	restore := current.DeepCopy()
+	patched, err := mwcs.Patch(ctx, configName, types.JSONPatchType, []byte(`[
+		{"op": "add", "path": "/webhooks/0/rules/0/operations/-", "value": "UPDATE"},
+		{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"},
+		{"op": "remove", "path": "/webhooks/0/objectSelector"},
+		{"op": "add", "path": "/metadata/labels/extra", "value": "x"}]`), metav1.PatchOptions{})
+	if err != nil {
+		t.Fatalf("an administrator's patch: %v", err)
+	}
+	restore.ResourceVersion = patched.ResourceVersion
+	if _, err := mwcs.Update(ctx, restore, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("restore the configuration: %v", err)
+	}
+	if got := getConfig(); !equalButCABundle(got, current) || got.Webhooks[0].FailurePolicy == nil || *got.Webhooks[0].FailurePolicy != admissionregistrationv1.Fail {
+		t.Errorf("restored configuration differs: %+v", got.Webhooks)
+	}
+	if _, err := mwcs.Create(ctx, mwc, metav1.CreateOptions{}); err != nil {
+		t.Errorf("an administrator's create: %v", err)
+	}
+	if err := mwcs.Delete(ctx, mwc.Name, metav1.DeleteOptions{}); err != nil {
+		t.Errorf("an administrator's delete: %v", err)
+	}
+}
+
+// equalButCABundle: two configurations are the same but for their webhooks' caBundle (and the
+// metadata the API server maintains).
+func equalButCABundle(a, b *admissionregistrationv1.MutatingWebhookConfiguration) bool {
+	a, b = a.DeepCopy(), b.DeepCopy()
+	for _, c := range []*admissionregistrationv1.MutatingWebhookConfiguration{a, b} {
+		c.ResourceVersion, c.Generation, c.ManagedFields = "", 0, nil
+		for i := range c.Webhooks {
+			c.Webhooks[i].ClientConfig.CABundle = nil
+		}
+	}
+	return equality.Semantic.DeepEqual(a, b)
 }
 
 // TestRun: Run retries until the configuration exists, then Synced closes.

@@ -352,57 +352,85 @@ func kratosClient(url string) *kratos.APIClient {
 	return kratos.NewAPIClient(conf)
 }
 
-// With a missing Secret key the pod does not start, and its kratos-config container's
-// termination message names the Secret and the key.
-func TestInjectedPodMissingSecretKey(t *testing.T) {
+// A database Secret the render refuses (a missing key; the malformed DSN of a careless user,
+// whose unescaped % Kratos's driver cannot parse and would log in full on every retry; a host
+// key that is a path) fails the kratos-config init container on the real node with one line
+// naming the Secret and key, and the password appears nowhere in the pod's status (the leak
+// scan after the suite then checks every log too).
+func TestInjectedPodBadDatabaseSecret(t *testing.T) {
 	s, n := node(t)
 	_, _ = webhook(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	ns := namespace(t, s, "run-missing")
-	if _, err := s.CP.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pg-incomplete"},
-		StringData: map[string]string{"host": n.IP, "port": "5432", "username": "kratos", "dbname": "kratos"}}, createOpts); err != nil {
-		t.Fatal(err)
-	}
-	dep := deployment("broken", 1, map[string]string{injectLabel: "true"},
-		map[string]string{"kratos-injector.io/database-secret": "pg-incomplete"}, realNodeSpec(n))
-	if _, err := s.CP.Client.AppsV1().Deployments(ns).Create(ctx, dep, createOpts); err != nil {
-		t.Fatal(err)
-	}
-	pods := waitPods(t, s.CP.Client, ns, "app=broken", 60*time.Second, func(p []corev1.Pod) error {
-		if len(p) == 0 {
-			return fmt.Errorf("no pod yet")
-		}
-		return nil
-	})
-	var msg string
-	pod, err := testbed.WaitPod(ctx, s.CP.Client, ns, pods[0].Name, 2*time.Minute, "failed in kratos-config", func(p *corev1.Pod) bool {
-		for _, st := range p.Status.InitContainerStatuses {
-			if st.Name != inject.ContainerConfig {
-				continue
+	const password = "N0t%Shared!pw"
+	for _, tc := range []struct {
+		name string
+		data map[string]string
+		want []string
+	}{
+		{"missing key", map[string]string{"host": n.IP, "port": "5432", "username": "kratos", "dbname": "kratos"},
+			[]string{`"password"`}},
+		{"malformed dsn", map[string]string{"dsn": "postgres://kratos:" + password + "@" + n.IP + ":5432/kratos?sslmode=disable"},
+			[]string{`"dsn"`, "percent-encoded"}},
+		{"host with a slash", map[string]string{"host": n.IP + "/kratos", "port": "5432", "username": "kratos",
+			"password": password, "dbname": "kratos"}, []string{`"host"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			ns := namespace(t, s, "run-baddb")
+			if _, err := s.CP.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pg-bad"},
+				StringData: tc.data}, createOpts); err != nil {
+				t.Fatal(err)
 			}
-			for _, term := range []*corev1.ContainerStateTerminated{st.State.Terminated, st.LastTerminationState.Terminated} {
-				if term != nil && term.ExitCode != 0 {
-					msg = term.Message
-					return true
+			dep := deployment("broken", 1, map[string]string{injectLabel: "true"},
+				map[string]string{"kratos-injector.io/database-secret": "pg-bad"}, realNodeSpec(n))
+			if _, err := s.CP.Client.AppsV1().Deployments(ns).Create(ctx, dep, createOpts); err != nil {
+				t.Fatal(err)
+			}
+			pods := waitPods(t, s.CP.Client, ns, "app=broken", 60*time.Second, func(p []corev1.Pod) error {
+				if len(p) == 0 {
+					return fmt.Errorf("no pod yet")
+				}
+				return nil
+			})
+			var msg string
+			pod, err := testbed.WaitPod(ctx, s.CP.Client, ns, pods[0].Name, 2*time.Minute, "failed in kratos-config", func(p *corev1.Pod) bool {
+				st := instance.ContainerStatus(p, inject.ContainerConfig)
+				if st == nil {
+					return false
+				}
+				for _, term := range []*corev1.ContainerStateTerminated{st.State.Terminated, st.LastTerminationState.Terminated} {
+					if term != nil && term.ExitCode != 0 {
+						msg = term.Message
+						return true
+					}
+				}
+				return false
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if instance.IsReady(pod) {
+				t.Error("pod is Ready with a database Secret the render refuses")
+			}
+			for _, want := range append([]string{`"pg-bad"`}, tc.want...) {
+				if !strings.Contains(msg, want) {
+					t.Errorf("termination message %q does not say %s", msg, want)
 				}
 			}
-		}
-		return false
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if instance.IsReady(pod) {
-		t.Error("pod is Ready with a missing Secret key")
-	}
-	for _, want := range []string{`"pg-incomplete"`, `"password"`} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("termination message %q does not name %s", msg, want)
-		}
-	}
-	if strings.Count(strings.TrimSpace(msg), "\n") != 0 {
-		t.Errorf("termination message is not one line: %q", msg)
+			if strings.Count(strings.TrimSpace(msg), "\n") != 0 {
+				t.Errorf("termination message is not one line: %q", msg)
+			}
+			if st := instance.ContainerStatus(pod, inject.ContainerKratos); st != nil && (st.State.Running != nil || st.State.Terminated != nil) {
+				t.Errorf("Kratos started with a refused database Secret: %+v", st.State)
+			}
+			status, _ := json.Marshal(pod.Status)
+			if strings.Contains(string(status), "N0t") || strings.Contains(string(status), "Shared") {
+				t.Errorf("the pod's status holds the password: %s", status)
+			}
+			if got := instance.NotReadyReason(pod); !strings.HasPrefix(got, instance.ReasonRenderFailed) {
+				t.Errorf("status reason %q, want the render failure", got)
+			}
+		})
 	}
 }
 

@@ -181,6 +181,14 @@ patches:
 	second := time.Now()
 	installDeployInjected(t, ctx, s, n, appNS, "second")
 	t.Logf("second injected Deployment Ready in %s; whole test %s", time.Since(second).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+
+	t.Run("1000 pods while a webhook replica restarts", func(t *testing.T) {
+		loadNS := installNamespace(t, s, "install-load")
+		t.Cleanup(func() {
+			_ = s.CP.Client.CoreV1().Namespaces().Delete(context.Background(), loadNS, metav1.DeleteOptions{})
+		})
+		installLoad(t, s, loadNS)
+	})
 }
 
 // narrowToInstallNamespaces keeps the installed webhook to the install tests' namespaces.
@@ -343,6 +351,8 @@ func installUninstall(t *testing.T, s *stack, namespaces ...string) {
 	keep(c.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, "kratos-injector", metav1.DeleteOptions{}))
 	keep(c.RbacV1().ClusterRoleBindings().Delete(ctx, "kratos-injector-cabundle", metav1.DeleteOptions{}))
 	keep(c.RbacV1().ClusterRoles().Delete(ctx, "kratos-injector-cabundle", metav1.DeleteOptions{}))
+	keep(c.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, "kratos-injector-cabundle", metav1.DeleteOptions{}))
+	keep(c.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(ctx, "kratos-injector-cabundle", metav1.DeleteOptions{}))
 	for _, ns := range append(namespaces, installNS) {
 		keep(c.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}))
 	}

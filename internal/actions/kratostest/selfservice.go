@@ -124,6 +124,34 @@ func (s *Server) LoginPassword(ctx context.Context, identifier, password string)
 	return res.SessionToken, nil
 }
 
+// Register signs a user up through an API registration flow with the password method and the
+// given traits (default schema), as anyone on the public API may, and returns the new
+// identity's ID.
+func (s *Server) Register(ctx context.Context, traits map[string]interface{}, password string) (string, error) {
+	f, err := s.newFlow(ctx, "registration", "")
+	if err != nil {
+		return "", err
+	}
+	status, b, err := s.do(ctx, http.MethodPost, f.UI.Action, "", map[string]interface{}{
+		"method": "password", "password": password, "traits": traits,
+	})
+	if err != nil {
+		return "", fmt.Errorf("register: %w", err)
+	}
+	if status != http.StatusOK {
+		return "", &HTTPError{Op: "register", Status: status, Body: string(b)}
+	}
+	var res struct {
+		Identity struct {
+			ID string `json:"id"`
+		} `json:"identity"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil || res.Identity.ID == "" {
+		return "", fmt.Errorf("register: no identity in %s", b)
+	}
+	return res.Identity.ID, nil
+}
+
 // Whoami checks a session token: nil when valid, ErrUnauthorized when revoked or unknown.
 func (s *Server) Whoami(ctx context.Context, token string) error {
 	status, b, err := s.do(ctx, http.MethodGet, s.PublicURL+"/sessions/whoami", token, nil)

@@ -260,15 +260,17 @@ func (c *Cluster) Can(ns, user, verb, resource, sub string) (bool, error) {
 	return can(c.Client, ns, user, verb, resource, sub)
 }
 
-// Pod is an injected pod as the injector makes it (see docs/architecture.md, 'What gets injected'): labelled with its instance, a
-// kratos-config init container, Kratos as a native sidecar (init container with restartPolicy
-// Always) running `kratos serve -c /etc/kratos/kratos.yaml`, and the app container; bound to
-// the kwok node.
+// Pod is an injected pod as the injector makes it (see docs/architecture.md, 'What gets
+// injected'): opted in and labelled with its instance, the status annotation, a kratos-config
+// init container, Kratos as a native sidecar (init container with restartPolicy Always) running
+// `kratos serve -c /etc/kratos/kratos.yaml`, and the app container; bound to the kwok node. It
+// passes instance.Injected.
 func Pod(ns, name, instance string) *corev1.Pod {
 	always := corev1.ContainerRestartPolicyAlways
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{
-			inject.LabelInstance: instance, inject.LabelInject: "true", "app": instance}},
+			inject.LabelInstance: instance, inject.LabelInject: "true", "app": instance},
+			Annotations: map[string]string{inject.AnnotationStatus: inject.Status{Version: "test", SpecHash: "0123456789abcdef"}.String()}},
 		Spec: corev1.PodSpec{
 			NodeName:    KwokNode,
 			Tolerations: []corev1.Toleration{testbed.KwokToleration},

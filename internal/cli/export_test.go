@@ -1,0 +1,4 @@
+package cli
+
+// RawControls is rawControls, for the external tests.
+var RawControls = rawControls
