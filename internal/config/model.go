@@ -263,7 +263,16 @@ type OIDCProvider struct {
 // Courier is courier.
 type Courier struct {
 	SMTP SMTP `json:"smtp"`
+	// MessageRetries is how many failed sends a queued mail survives before Kratos abandons it.
+	MessageRetries int `json:"message_retries"`
 }
+
+// CourierMessageRetries is the rendered courier.message_retries. Kratos tries each queued mail
+// once per poll of its queue (every second, 10 mails a poll) and by default abandons it after 5
+// failures: an SMTP server down for five seconds loses every mail requested meanwhile. 3600
+// failures keep a mail for at least an hour of SMTP outage (longer when more are queued), and
+// then delivers it; a 5xx answer from the server still abandons it at once, as Kratos does.
+const CourierMessageRetries = 3600
 
 // SMTP is courier.smtp.
 type SMTP struct {

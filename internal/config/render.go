@@ -90,6 +90,7 @@ func Render(spec *Spec, opts RenderOptions) (*Result, error) {
 	if cfg.Courier.SMTP, err = r.courier(); err != nil {
 		return nil, fmt.Errorf("smtp: %w", err)
 	}
+	cfg.Courier.MessageRetries = CourierMessageRetries
 	if cfg.Secrets, err = r.kratosSecrets(); err != nil {
 		return nil, fmt.Errorf("secrets: %w", err)
 	}

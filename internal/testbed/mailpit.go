@@ -30,6 +30,9 @@ type MailpitOptions struct {
 	TLSCertFile, TLSKeyFile string
 	RequireTLS              bool
 	RequireSTARTTLS         bool
+	// SMTPPort is the SMTP port; 0 picks a free one. A restart passes the port it had, so
+	// clients configured with it reach the new process.
+	SMTPPort int
 	// AuthFile is a password file (one user:password a line): only those credentials are
 	// accepted. Empty: any credentials (and none) are accepted.
 	AuthFile string
@@ -46,9 +49,11 @@ func (b *Bed) StartMailpit(opts MailpitOptions) (*Mailpit, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
-	smtpPort, err := FreePortOn(host)
-	if err != nil {
-		return nil, err
+	smtpPort := opts.SMTPPort
+	if smtpPort == 0 {
+		if smtpPort, err = FreePortOn(host); err != nil {
+			return nil, err
+		}
 	}
 	httpPort, err := FreePort()
 	if err != nil {

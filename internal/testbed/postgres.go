@@ -26,6 +26,10 @@ type Postgres struct {
 	psql     string
 	cred     *syscall.Credential
 	seq      atomic.Int64
+	bed      *Bed
+	bin      string
+	args     []string
+	restarts int
 }
 
 // PostgresOptions tunes the server.
@@ -100,22 +104,37 @@ func (b *Bed) StartPostgres(opts PostgresOptions) (*Postgres, error) {
 		f.Close()
 	}
 	listen := strings.Join(append([]string{"127.0.0.1"}, opts.ExtraListen...), ",")
-	p, err := b.startWith(pg.cred, "postgres", nil, filepath.Join(bindir, "postgres"),
-		"-D", data, "-p", strconv.Itoa(port), "-k", pg.socket,
-		"-c", "listen_addresses="+listen, "-c", "fsync=off", "-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off", "-c", "max_connections=300")
-	if err != nil {
-		return nil, err
-	}
-	pg.Proc = p
-	p.StopSignal(syscall.SIGINT) // fast shutdown: SIGTERM would wait for pods' connections
-	if err := p.WaitReady(60*time.Second, func(ctx context.Context) error {
-		_, err := pg.SQL(ctx, "postgres", "select 1")
-		return err
-	}); err != nil {
+	pg.bed, pg.bin = b, filepath.Join(bindir, "postgres")
+	pg.args = []string{"-D", data, "-p", strconv.Itoa(port), "-k", pg.socket,
+		"-c", "listen_addresses=" + listen, "-c", "fsync=off", "-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off", "-c", "max_connections=300"}
+	if err := pg.start("postgres"); err != nil {
 		return nil, err
 	}
 	return pg, nil
+}
+
+func (pg *Postgres) start(name string) error {
+	p, err := pg.bed.startWith(pg.cred, name, nil, pg.bin, pg.args...)
+	if err != nil {
+		return err
+	}
+	pg.Proc = p
+	p.StopSignal(syscall.SIGINT) // fast shutdown: SIGTERM would wait for pods' connections
+	return p.WaitReady(60*time.Second, func(ctx context.Context) error {
+		_, err := pg.SQL(ctx, "postgres", "select 1")
+		return err
+	})
+}
+
+// Stop stops the server (fast shutdown: open connections are cut), keeping its data.
+func (pg *Postgres) Stop() { pg.Proc.Stop() }
+
+// Start starts the stopped server again, on the same port with the same data, and waits until
+// it answers.
+func (pg *Postgres) Start() error {
+	pg.restarts++
+	return pg.start(fmt.Sprintf("postgres-%d", pg.restarts))
 }
 
 // SQL runs a statement as the superuser over the private socket and returns psql's output.

@@ -189,6 +189,61 @@ patches:
 		})
 		installLoad(t, s, loadNS)
 	})
+
+	t.Run("webhook unavailable: labelled pods refused, unlabelled unaffected", func(t *testing.T) {
+		installWebhookDown(t, s, appNS)
+	})
+}
+
+// installWebhookDown scales the installed webhook to zero: the API server then refuses labelled
+// pods (failurePolicy Fail) with a message naming the webhook, and admits unlabelled ones, which
+// never reach it (objectSelector).
+func installWebhookDown(t *testing.T, s *stack, ns string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := s.CP.Client
+	scale := func(n int32) {
+		t.Helper()
+		sc, err := c.AppsV1().Deployments(installNS).GetScale(ctx, "kratos-injector", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc.Spec.Replicas = n
+		if _, err := c.AppsV1().Deployments(installNS).UpdateScale(ctx, "kratos-injector", sc, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scale(0)
+	defer func() {
+		scale(2)
+		installWaitReady(t, ctx, s, installNS, installWebhookPods, 2, 2*time.Minute)
+	}()
+	waitPods(t, c, installNS, installWebhookPods, 2*time.Minute, func(p []corev1.Pod) error {
+		if len(p) > 0 {
+			return fmt.Errorf("%d webhook pods left", len(p))
+		}
+		return nil
+	})
+	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	var err error
+	deadline := time.Now().Add(time.Minute)
+	for {
+		// The API server's view of the endpoints follows the pods' removal.
+		_, err = c.CoreV1().Pods(ns).Create(ctx, installProbePod(), dry)
+		if err != nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err == nil || !strings.Contains(err.Error(), "inject.kratos-injector.io") {
+		t.Fatalf("labelled pod with the webhook down: %v, want a refusal naming webhook inject.kratos-injector.io", err)
+	}
+	t.Logf("labelled pod refused: %v", err)
+	plain := installProbePod()
+	plain.Labels = map[string]string{"app": "plain"}
+	if _, err := c.CoreV1().Pods(ns).Create(ctx, plain, dry); err != nil {
+		t.Errorf("unlabelled pod with the webhook down: %v, want admitted", err)
+	}
 }
 
 // narrowToInstallNamespaces keeps the installed webhook to the install tests' namespaces.
