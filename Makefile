@@ -59,9 +59,15 @@ demo: build tools
 	go build -o $(BIN)/demo ./hack/demo
 	$(BIN)/demo
 
-## bench: injection and admission-handler benchmarks (see docs/architecture.md, 'Performance')
+## bench: injection and admission-handler micro-benchmarks, then the load harness (hack/loadtest):
+## bare net/http, controller-runtime allow-all and `webhook serve` as separate processes under
+## vegeta, BENCH_DURATION per phase per server; its table also goes to _output/loadtest.md
+## (see docs/architecture.md, 'Performance')
+BENCH_DURATION ?= 10s
 bench:
 	go test -run '^$$' -bench . -benchmem ./internal/inject/...
+	@mkdir -p _output
+	go run ./hack/loadtest -duration $(BENCH_DURATION) | tee _output/loadtest.md
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -24,7 +24,7 @@ func pluginDoc() ([]byte, error) {
 	fmt.Fprintf(&b, generatedHeader, "the cobra command tree of internal/cli")
 	b.WriteString("# `kubectl kratos` command reference\n\n")
 	b.WriteString("Install the binary `kubectl-kratos` on your PATH (or with krew: `plugins/kratos.yaml`); kubectl then runs it as `kubectl kratos`. " +
-		"Exit status: 0 success, 1 failure, 2 usage error.\n\n")
+		"Exit status: 0 success, 1 failure, 2 usage error; an interrupted command (Ctrl-C, SIGTERM) exits 1 with `error: interrupted`.\n\n")
 
 	cmds := commands(root)
 	b.WriteString("| Command | What it does |\n|---|---|\n")

@@ -102,6 +102,9 @@ func CreateAdmin(ctx context.Context, c *client.APIClient, a AdminAccount) (*Cre
 		}
 		return nil, err
 	}
+	if i == nil {
+		return nil, missing("create admin account", resp)
+	}
 	res := &CreateAdminResult{Identity: i}
 	if a.Password == "" {
 		rec, err := createRecovery(ctx, c, i.Id, a.RecoveryExpiresIn)
@@ -123,6 +126,9 @@ func createRecovery(ctx context.Context, c *client.APIClient, id, expiresIn stri
 	rec, resp, err := c.IdentityAPI.CreateRecoveryCodeForIdentity(ctx).CreateRecoveryCodeForIdentityBody(*body).Execute()
 	if err != nil {
 		return nil, apiError("create recovery code for identity "+id, resp, err)
+	}
+	if rec == nil {
+		return nil, missing("create recovery code for identity "+id, resp)
 	}
 	return rec, nil
 }

@@ -4,6 +4,7 @@
 package actions
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,15 +87,22 @@ type APIError struct {
 	Op         string
 	StatusCode int
 	Status     string
-	Message    string
-	Reason     string
-	// Body is the raw answer, for -v style debugging.
+	// Message and Reason are the first lines of those of Kratos's JSON error; for an answer
+	// that is not JSON (a proxy's error page), Message is its title or first line of text.
+	Message string
+	Reason  string
+	// ContentType is the media type of an error answer that is not JSON ("" for JSON).
+	ContentType string
+	// Body is the raw answer, for -v style debugging; never printed whole.
 	Body []byte
 }
 
 func (e *APIError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: kratos answered %s", e.Op, e.Status)
+	fmt.Fprintf(&b, "%s: the Kratos admin API answered %s", e.Op, e.Status)
+	if e.ContentType != "" {
+		fmt.Fprintf(&b, " with %s, not a Kratos error", e.ContentType)
+	}
 	if e.Message != "" {
 		fmt.Fprintf(&b, ": %s", e.Message)
 	}
@@ -115,9 +123,11 @@ func (e *APIError) Is(target error) bool {
 	return false
 }
 
-// apiError turns the client's error into an *APIError when the server answered, into a
-// TimeoutError or ResponseTooLargeError (without the URL around it) when the transport's limits
-// stopped it, and wraps it with op otherwise (connection refused, ...).
+// apiError turns the client's error into an *APIError when the server answered with an error
+// status, into a MalformedError when it answered success with something the client could not
+// decode, into a TimeoutError, ResponseTooLargeError or MalformedError (without the URL around
+// it) when the transport stopped it, and wraps it with op otherwise (connection refused, ...).
+// What it quotes of an answer is one line.
 func apiError(op string, resp *http.Response, err error) error {
 	if err == nil {
 		return nil
@@ -129,20 +139,32 @@ func apiError(op string, resp *http.Response, err error) error {
 	if resp == nil || !errors.As(err, &oe) {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	e := &APIError{Op: op, StatusCode: resp.StatusCode, Status: resp.Status, Body: oe.Body()}
-	if e.Status == "" {
-		e.Status = fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	if resp.StatusCode < 300 {
+		return fmt.Errorf("%s: %w", op, undecodable(oe.Body(), oe.Error()))
 	}
+	e := &APIError{Op: op, StatusCode: resp.StatusCode, Status: status(resp), Body: oe.Body()}
 	var body struct {
 		Error struct {
 			Message string `json:"message"`
 			Reason  string `json:"reason"`
 		} `json:"error"`
 	}
-	if json.Unmarshal(oe.Body(), &body) == nil {
-		e.Message, e.Reason = body.Error.Message, body.Error.Reason
-	} else if s := strings.TrimSpace(string(oe.Body())); s != "" && len(s) < 512 {
-		e.Message = s
+	mt := mediaType(resp.Header.Get("Content-Type"))
+	switch {
+	case len(bytes.TrimSpace(oe.Body())) == 0:
+	case isJSON(mt) && json.Unmarshal(oe.Body(), &body) == nil:
+		e.Message, e.Reason = firstLine(body.Error.Message, maxQuoted), firstLine(body.Error.Reason, maxQuoted)
+	default:
+		e.ContentType = mt
+		if mt == "" {
+			e.ContentType = "no Content-Type"
+		} else if isJSON(mt) {
+			e.ContentType = "malformed " + mt
+		}
+		e.Message = summary(mt, oe.Body())
+		if e.Message == e.Status || e.Message == http.StatusText(e.StatusCode) {
+			e.Message = ""
+		}
 	}
 	return e
 }

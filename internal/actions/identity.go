@@ -71,9 +71,13 @@ func (r Ref) String() string {
 // findByEmail returns the identities whose login identifier is email: one admin API call, never
 // a scan (the filter is exact and case-insensitive).
 func findByEmail(ctx context.Context, c *client.APIClient, email string) ([]client.Identity, error) {
+	op := fmt.Sprintf("look up identity by email %q", email)
 	ids, resp, err := c.IdentityAPI.ListIdentities(ctx).CredentialsIdentifier(email).Execute()
 	if err != nil {
-		return nil, apiError(fmt.Sprintf("look up identity by email %q", email), resp, err)
+		return nil, apiError(op, resp, err)
+	}
+	if ids == nil {
+		return nil, missing(op, resp)
 	}
 	return ids, nil
 }
@@ -111,6 +115,9 @@ func getByID(ctx context.Context, c *client.APIClient, id string, include ...str
 			return nil, &NotFoundError{Ref: Ref{ID: id}, Cause: err}
 		}
 		return nil, err
+	}
+	if i == nil {
+		return nil, missing("get identity "+id, resp)
 	}
 	return i, nil
 }
@@ -192,6 +199,9 @@ func ListIdentities(ctx context.Context, c *client.APIClient, opts ListOptions) 
 		if err != nil {
 			return all, apiError(fmt.Sprintf("list identities (page %d)", page), resp, err)
 		}
+		if ids == nil {
+			return all, missing(fmt.Sprintf("list identities (page %d)", page), resp)
+		}
 		all = append(all, ids...)
 		if opts.Limit > 0 && len(all) >= opts.Limit {
 			return all[:opts.Limit], nil
@@ -268,6 +278,9 @@ func DeleteIdentity(ctx context.Context, c *client.APIClient, ref Ref) (string, 
 		if statusOf(err) == http.StatusNotFound {
 			return "", &NotFoundError{Ref: Ref{ID: id}, Cause: err}
 		}
+		return "", err
+	}
+	if err := noContent("delete identity "+id, resp); err != nil {
 		return "", err
 	}
 	return id, nil

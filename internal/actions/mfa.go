@@ -53,13 +53,17 @@ func ResetMFA(ctx context.Context, c *client.APIClient, ref Ref, mfaType string)
 			return res, nil
 		}
 	}
+	op := fmt.Sprintf("remove %s credentials of identity %s", mfaType, i.Id)
 	resp, err := c.IdentityAPI.DeleteIdentityCredentials(ctx, i.Id, mfaType).Execute()
 	if err != nil {
-		err = apiError(fmt.Sprintf("remove %s credentials of identity %s", mfaType, i.Id), resp, err)
+		err = apiError(op, resp, err)
 		if statusOf(err) == http.StatusNotFound {
 			// Removed concurrently, or never set: the outcome the caller wants either way.
 			return res, nil
 		}
+		return nil, err
+	}
+	if err := noContent(op, resp); err != nil {
 		return nil, err
 	}
 	res.Removed = true

@@ -104,9 +104,13 @@ func UnlinkOIDC(ctx context.Context, c *client.APIClient, ref Ref, identifier st
 		return nil, fmt.Errorf("identity %s has no linked OIDC account %q; linked: %s: %w",
 			i.Id, identifier, strings.Join(linked, ", "), ErrNotFound)
 	}
+	op := fmt.Sprintf("unlink OIDC account %s from identity %s", identifier, i.Id)
 	resp, err := c.IdentityAPI.DeleteIdentityCredentials(ctx, i.Id, "oidc").Identifier(identifier).Execute()
 	if err != nil {
-		return nil, apiError(fmt.Sprintf("unlink OIDC account %s from identity %s", identifier, i.Id), resp, err)
+		return nil, apiError(op, resp, err)
+	}
+	if err := noContent(op, resp); err != nil {
+		return nil, err
 	}
 	return &UnlinkOIDCResult{IdentityID: i.Id, Identifier: identifier}, nil
 }

@@ -66,13 +66,16 @@ func ResetPassword(ctx context.Context, c *client.APIClient, in PasswordReset) (
 	body.Credentials = &client.IdentityWithCredentials{Password: &client.IdentityWithCredentialsPassword{
 		Config: &client.IdentityWithCredentialsPasswordConfig{Password: &pw},
 	}}
-	_, resp, err := c.IdentityAPI.UpdateIdentity(ctx, i.Id).UpdateIdentityBody(*body).Execute()
+	updated, resp, err := c.IdentityAPI.UpdateIdentity(ctx, i.Id).UpdateIdentityBody(*body).Execute()
 	if err != nil {
 		err = apiError("set password of identity "+i.Id, resp, err)
 		if statusOf(err) == http.StatusNotFound {
 			return nil, &NotFoundError{Ref: Ref{ID: i.Id}, Cause: err}
 		}
 		return nil, err
+	}
+	if updated == nil {
+		return nil, missing("set password of identity "+i.Id, resp)
 	}
 	return &ResetPasswordResult{IdentityID: i.Id, PasswordSet: true}, nil
 }

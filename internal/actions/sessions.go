@@ -30,5 +30,8 @@ func InvalidateSessions(ctx context.Context, c *client.APIClient, ref Ref) (*Inv
 		}
 		return nil, err
 	}
+	if err := noContent("invalidate sessions of identity "+i.Id, resp); err != nil {
+		return nil, err
+	}
 	return &InvalidateSessionsResult{IdentityID: i.Id, Revoked: true}, nil
 }

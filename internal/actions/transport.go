@@ -53,7 +53,8 @@ func (e *ResponseTooLargeError) Is(target error) bool { return target == ErrResp
 // limitTransport bounds each request to the admin API in time (the whole exchange: connection,
 // answer and body) and in size (MaxResponseBytes), and fails with a TimeoutError or a
 // ResponseTooLargeError that say so. It takes over the http.Client's Timeout, which fails with
-// the request's URL and no word of the limit.
+// the request's URL and no word of the limit. It also refuses a success answer with a body that
+// is not JSON, with a MalformedError.
 type limitTransport struct {
 	base    http.RoundTripper
 	timeout time.Duration // 0: none
@@ -75,6 +76,14 @@ func (t *limitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body.Close()
 		cancel()
 		return nil, &ResponseTooLargeError{Limit: t.max}
+	}
+	// Kratos answers success in JSON (or 204 with no body). The generated client would decode
+	// XML as XML, and quote any other body whole in its error.
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 && resp.StatusCode != http.StatusNoContent && resp.ContentLength != 0 &&
+		!isJSON(mediaType(resp.Header.Get("Content-Type"))) {
+		resp.Body.Close()
+		cancel()
+		return nil, notJSON(resp.Header.Get("Content-Type"))
 	}
 	resp.Body = &limitBody{rc: resp.Body, ctx: ctx, cancel: cancel, left: t.max, limit: t.max}
 	return resp, nil
@@ -130,11 +139,14 @@ func (b *limitBody) Close() error {
 	return err
 }
 
-// transportError is the TimeoutError or ResponseTooLargeError behind err, without the URL the
-// HTTP client wraps around it (the operation names what was asked); nil for other errors. A
-// timeout of the caller's own deadline is a TimeoutError too, of an unknown limit.
+// transportError is the TimeoutError, ResponseTooLargeError or MalformedError behind err,
+// without the URL the HTTP client wraps around it (the operation names what was asked); nil for
+// other errors. A timeout of the caller's own deadline is a TimeoutError too, of an unknown limit.
 func transportError(err error) error {
 	if e, ok := errors.AsType[*ResponseTooLargeError](err); ok {
+		return e
+	}
+	if e, ok := errors.AsType[*MalformedError](err); ok {
 		return e
 	}
 	if e, ok := errors.AsType[*TimeoutError](err); ok {

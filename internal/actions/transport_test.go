@@ -134,3 +134,75 @@ func TestTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestMalformedAnswers: a success answer that is not Kratos's fails with ErrMalformed and a
+// message saying what is wrong with it; an error answer that is not Kratos's JSON is an APIError
+// quoting one line of it. Neither quotes the body beyond a line.
+func TestMalformedAnswers(t *testing.T) {
+	page := "<!DOCTYPE html>\n<html><head><title>Sign in\n - Shop</title></head>\n<body>" + strings.Repeat("<p>x</p>\n", 200) + "</body></html>\n"
+	for _, tc := range []struct {
+		name        string
+		status      int
+		contentType string
+		body        string
+		want        string
+		malformed   bool
+	}{
+		{"HTML page", 200, "text/html; charset=utf-8", page, "is not JSON (text/html)", true},
+		{"XML", 200, "application/xml", "<identities/>", "is not JSON (application/xml)", true},
+		{"no Content-Type", 200, "", "[]", "is not JSON (no Content-Type)", true},
+		{"truncated", 200, "application/json", `[{"id":"a`, "is not valid JSON (unexpected end of JSON input)", true},
+		{"object for a list", 200, "application/json", `{"id":"a"}`, "is JSON of the wrong shape (an object where an array belongs)", true},
+		{"numbers for identities", 200, "application/json", `[1]`, "is JSON of the wrong shape (a number where an object belongs)", true},
+		{"null", 200, "application/json", `null`, "is JSON of the wrong shape (null)", true},
+		{"empty", 200, "application/json", ``, "is empty", true},
+		{"Kratos error, several lines", 500, "application/json", `{"error":{"code":500,"status":"Internal Server Error","message":"first\nsecond"}}`,
+			"the Kratos admin API answered 500 Internal Server Error: first…", false},
+		{"HTML error page", 502, "text/html", page, "the Kratos admin API answered 502 Bad Gateway with text/html, not a Kratos error: Sign in…", false},
+		{"long text error", 503, "text/plain", strings.Repeat("overload ", 100), "the Kratos admin API answered 503 Service Unavailable with text/plain, not a Kratos error: overload overload", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := standIn(t, func(w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
+				w.Header()["Content-Type"] = nil // no sniffing
+				if tc.contentType != "" {
+					w.Header().Set("Content-Type", tc.contentType)
+				}
+				w.WriteHeader(tc.status)
+				_, _ = io.WriteString(w, tc.body)
+			})
+			c, err := actions.NewClient(url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids, err := actions.ListIdentities(ctx(t), c, actions.ListOptions{})
+			if err == nil {
+				t.Fatalf("answer accepted: %d identities", len(ids))
+			}
+			t.Logf("%v", err)
+			if errors.Is(err, actions.ErrMalformed) != tc.malformed {
+				t.Errorf("errors.Is(err, ErrMalformed) = %v, want %v", !tc.malformed, tc.malformed)
+			}
+			if !strings.HasPrefix(err.Error(), "list identities (page 1): ") || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %q", err, tc.want)
+			}
+			if strings.ContainsAny(err.Error(), "\n\r") || len(err.Error()) > 300 {
+				t.Errorf("error %q is not one short line", err)
+			}
+		})
+	}
+
+	// A delete is answered 204 No Content: a 200, whatever its body, is not a deletion.
+	url := standIn(t, func(w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{}`)
+	})
+	c, err := actions.NewClient(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = actions.DeleteIdentity(ctx(t), c, actions.Ref{ID: "9f425a8d-7f3f-4b5c-9b1e-2f6c3c0e6a51"})
+	want := "delete identity 9f425a8d-7f3f-4b5c-9b1e-2f6c3c0e6a51: the Kratos admin API's answer has status 200 OK, where Kratos answers 204 No Content"
+	if !errors.Is(err, actions.ErrMalformed) || err.Error() != want {
+		t.Fatalf("delete answered 200: got %v, want %q", err, want)
+	}
+}

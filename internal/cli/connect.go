@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	client "github.com/ory/kratos-client-go"
@@ -89,7 +90,8 @@ func (g *Globals) findInstance(ctx context.Context, k *kube) (*instance.Instance
 	return instance.Find(ctx, k.clientset, instance.Selector{Namespace: k.namespace, Instance: g.Instance, LabelSelector: g.Selector})
 }
 
-// admin is an admin API client for the duration of one command.
+// admin is an admin API client for the duration of one command: Close releases its connections
+// and ends the port-forward, so that nothing of it outlives the command.
 type admin struct {
 	*client.APIClient
 	// explain adds what the transport knows to an error of a call.
@@ -99,19 +101,39 @@ type admin struct {
 
 func (a *admin) Close() { a.close() }
 
-// Explain passes Kratos's own errors through and adds to a transport failure what the
-// port-forward saw; a request that hit --admin-timeout or the response size limit says so.
+// Explain passes Kratos's own errors through and adds to a transport failure, or an answer that
+// is not Kratos's, what the port-forward saw or where the admin API is; a request that hit
+// --admin-timeout or the response size limit says so. The error is one line: text from the
+// admin API in it (identity IDs, messages) cannot add lines of its own.
 func (a *admin) Explain(err error) error {
-	var ae *actions.APIError
-	if err == nil || errors.As(err, &ae) || errors.Is(err, actions.ErrNotFound) ||
-		errors.Is(err, actions.ErrAmbiguous) || errors.Is(err, actions.ErrConflict) || errors.Is(err, actions.ErrInvalid) {
+	if err == nil {
+		return nil
+	}
+	ae, isAPIError := errors.AsType[*actions.APIError](err)
+	kratosSaid := isAPIError && ae.ContentType == "" // an error answer that is not Kratos's JSON is explained too
+	if !kratosSaid && !errors.Is(err, actions.ErrNotFound) &&
+		!errors.Is(err, actions.ErrAmbiguous) && !errors.Is(err, actions.ErrConflict) && !errors.Is(err, actions.ErrInvalid) {
+		err = a.explain(err)
+		if errors.Is(err, actions.ErrTimeout) {
+			err = fmt.Errorf("%w; --admin-timeout sets the limit", err)
+		}
+	}
+	return oneLine(err)
+}
+
+// oneLineError is an error whose message has its line breaks written as `\n` and `\r`.
+type oneLineError struct{ err error }
+
+func (e *oneLineError) Error() string {
+	return strings.NewReplacer("\n", `\n`, "\r", `\r`).Replace(e.err.Error())
+}
+func (e *oneLineError) Unwrap() error { return e.err }
+
+func oneLine(err error) error {
+	if err == nil || !strings.ContainsAny(err.Error(), "\n\r") {
 		return err
 	}
-	err = a.explain(err)
-	if errors.Is(err, actions.ErrTimeout) {
-		err = fmt.Errorf("%w; --admin-timeout sets the limit", err)
-	}
-	return err
+	return &oneLineError{err: err}
 }
 
 // connectAdmin reaches the admin API of the selected instance: directly with --admin-url,
@@ -119,13 +141,15 @@ func (a *admin) Explain(err error) error {
 // port-forward and each request are bounded by --admin-timeout; the Kubernetes API calls by
 // kubectl's --request-timeout.
 func (g *Globals) connectAdmin(ctx context.Context) (*admin, error) {
-	hc := &http.Client{Timeout: g.AdminTimeout}
+	// A transport of its own, whose kept-alive connections Close ends.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	hc := &http.Client{Timeout: g.AdminTimeout, Transport: tr}
 	if g.AdminURL != "" {
 		c, err := actions.NewClient(g.AdminURL, hc)
 		if err != nil {
 			return nil, usageError(err)
 		}
-		return &admin{APIClient: c, close: func() {}, explain: func(err error) error {
+		return &admin{APIClient: c, close: tr.CloseIdleConnections, explain: func(err error) error {
 			return fmt.Errorf("%w (admin API at %s)", err, g.AdminURL)
 		}}, nil
 	}
@@ -153,5 +177,5 @@ func (g *Globals) connectAdmin(ctx context.Context) (*admin, error) {
 		fw.Close()
 		return nil, err
 	}
-	return &admin{APIClient: c, close: fw.Close, explain: fw.Explain}, nil
+	return &admin{APIClient: c, close: func() { tr.CloseIdleConnections(); fw.Close() }, explain: fw.Explain}, nil
 }

@@ -55,10 +55,16 @@ func ExitCode(err error) int {
 	return ExitFailure
 }
 
+// ErrInterrupted is the error of a command whose context was cancelled: Ctrl-C or SIGTERM, which
+// cmd/kubectl-kratos turns into a cancellation (signal.NotifyContext). Whatever the command was
+// doing stops (requests, the port-forward) and it exits with ExitFailure, as kubectl does for a
+// failed command, printing "error: interrupted".
+var ErrInterrupted = errors.New("interrupted")
+
 // Main runs the plugin with args (without the program name) and returns the exit status. Errors
 // are printed on streams.ErrOut, kubectl style. Everything written to streams.Out and
 // streams.ErrOut is escaped for the terminal (see escape.go): identities, Kratos's messages and
-// pods' status are text from others.
+// pods' status are text from others. Cancelling ctx interrupts the command (ErrInterrupted).
 func Main(ctx context.Context, args []string, streams genericiooptions.IOStreams) int {
 	out, errOut := newTerminalWriter(streams.Out), newTerminalWriter(streams.ErrOut)
 	streams.Out, streams.ErrOut = out, errOut
@@ -66,6 +72,11 @@ func Main(ctx context.Context, args []string, streams genericiooptions.IOStreams
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	_ = out.Flush()
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		// Whatever failed, it failed because it was cut short: how (a request's "context
+		// canceled", a port-forward's EOF) is noise.
+		err = ErrInterrupted
+	}
 	if err != nil {
 		fmt.Fprintf(streams.ErrOut, "error: %v\n", err)
 		if ExitCode(err) == ExitUsage && cmd != nil {

@@ -124,7 +124,7 @@ func TestKratosErrorIsEscaped(t *testing.T) {
 			"code": 400, "status": "Bad Request", "message": "bad input " + payload}})
 	})
 	r := kk(t, "", "--admin-url", url, "identity", "get", "--email", "nobody@example.test")
-	r.oneLine(t, "kratos answered 400 Bad Request: bad input "+escapedPayload)
+	r.oneLine(t, "the Kratos admin API answered 400 Bad Request: bad input "+escapedPayload)
 	if bad := cli.RawControls(r.stderr); bad != "" {
 		t.Errorf("stderr holds raw control characters %s: %q", bad, r.stderr)
 	}

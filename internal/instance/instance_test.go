@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -596,4 +597,103 @@ func TestPortForwardDeadline(t *testing.T) {
 	if instance.DefaultForwardTimeout != 30*time.Second {
 		t.Errorf("DefaultForwardTimeout %s, want 30s", instance.DefaultForwardTimeout)
 	}
+}
+
+// TestPortForwardInterrupted: Ctrl-C while a request is on its way through a port-forward
+// (cancelling the context PortForward was given, as the plugin's signal handling does) ends the
+// forward by itself: the request fails instead of hanging, the local port refuses connections,
+// Close returns, and no goroutine of the forward is left.
+func TestPortForwardInterrupted(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ready" {
+			return
+		}
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select { // the answer never comes
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	ns := cluster.Namespace(t, "shop")
+	p := cluster.RunPod(t, clustertest.Pod(ns, "web-1", "web"))
+	cluster.Forward(t, p, 4434, strings.TrimPrefix(backend.URL, "http://"))
+	f, _ := forward(t, p, 4434, "/ready") // kwok serves the forward: this one is closed again
+	f.Close()
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+
+	// Every goroutine that runs now (the API server clients', the backend's) is the baseline.
+	baseline := goleak.IgnoreCurrent()
+
+	ctx, interrupt := context.WithCancel(clustertest.Context(t))
+	defer interrupt()
+	f, err := instance.PortForward(ctx, cluster.Config("admin"), cluster.Client, p, 4434)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(f.URL, "http://")
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	failed := make(chan error, 1)
+	go func() {
+		resp, err := hc.Get(f.URL + "/admin/identities")
+		if err == nil {
+			resp.Body.Close()
+		}
+		failed <- err
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request did not reach the backend through the forward")
+	}
+
+	interrupt() // Ctrl-C
+	select {
+	case err := <-failed:
+		if err == nil {
+			t.Error("the request through the interrupted forward succeeded")
+		}
+		t.Logf("the request in flight: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request in flight still hangs 10s after the interrupt")
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			t.Logf("local port after the interrupt: %v", err)
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("local port %s still accepts connections 10s after the interrupt", addr)
+		}
+	}
+	closed := make(chan struct{})
+	go func() { f.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return within 10s of the interrupt")
+	}
+	hc.CloseIdleConnections()
+	close(release)
+	backend.Close() // its goroutines for the forwarded connection, if kwok left it open
+	noLeftoverGoroutines(t, baseline)
+}
+
+// noLeftoverGoroutines waits (up to 20 s) until every goroutine not in baseline has ended, and
+// fails with the stacks of those that remain.
+func noLeftoverGoroutines(t *testing.T, baseline goleak.Option) {
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err = goleak.Find(baseline); err == nil {
+			return
+		}
+	}
+	t.Fatalf("goroutines left behind: %v", err)
 }

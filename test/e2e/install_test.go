@@ -107,7 +107,7 @@ patches:
 	applied := time.Now()
 
 	// Two replicas Ready: /readyz passes only once the certificate is in place.
-	pods := installWaitReady(t, ctx, s, installNS, installWebhookPods, 2, 3*time.Minute)
+	pods := installWaitWebhookReady(t, ctx, s, 3*time.Minute)
 	t.Logf("webhook pods Ready %s after apply (relay carried %d API connections)", time.Since(applied).Round(time.Millisecond), relay.conns.Load())
 	for _, p := range pods {
 		if p.Spec.NodeName != n.Name || p.Spec.Containers[0].Image != testbed.InjectorImage {
@@ -216,7 +216,7 @@ func installWebhookDown(t *testing.T, s *stack, ns string) {
 	scale(0)
 	defer func() {
 		scale(2)
-		installWaitReady(t, ctx, s, installNS, installWebhookPods, 2, 2*time.Minute)
+		installWaitWebhookReady(t, ctx, s, 2*time.Minute)
 	}()
 	waitPods(t, c, installNS, installWebhookPods, 2*time.Minute, func(p []corev1.Pod) error {
 		if len(p) > 0 {
@@ -507,9 +507,10 @@ func installAPIRelay(t *testing.T, s *stack) *installRelay {
 	return r
 }
 
-// waitReady waits for n Ready pods matching selector, with reports of the pods on timeout.
-func installWaitReady(t *testing.T, ctx context.Context, s *stack, ns, sel string, n int, timeout time.Duration) []corev1.Pod {
+// installWaitWebhookReady waits until the installed webhook's two replicas are Ready.
+func installWaitWebhookReady(t *testing.T, ctx context.Context, s *stack, timeout time.Duration) []corev1.Pod {
 	t.Helper()
+	ns, sel, n := installNS, installWebhookPods, 2
 	deadline := time.Now().Add(timeout)
 	for {
 		list, err := s.CP.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})

@@ -50,7 +50,7 @@ func installLoad(t *testing.T, s *stack, ns string) {
 	}
 
 	// Once a fifth of the pods exist, stop one replica; its Deployment starts another.
-	victim := installWaitReady(t, ctx, s, installNS, installWebhookPods, 2, time.Minute)[0]
+	victim := installWaitWebhookReady(t, ctx, s, time.Minute)[0]
 	waitPods(t, c, ns, "load=true", 3*time.Minute, func(p []corev1.Pod) error {
 		if len(p) < total/5 {
 			return fmt.Errorf("%d/%d pods created", len(p), total)
@@ -61,7 +61,7 @@ func installLoad(t *testing.T, s *stack, ns string) {
 	if err := s.CP.Client.CoreV1().Pods(installNS).Delete(ctx, victim.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	replicas := installWaitReady(t, ctx, s, installNS, installWebhookPods, 2, 3*time.Minute)
+	replicas := installWaitWebhookReady(t, ctx, s, 3*time.Minute)
 	var replacement string
 	for _, p := range replicas {
 		if p.Name != victim.Name && p.CreationTimestamp.After(victim.CreationTimestamp.Time) {
