@@ -81,7 +81,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		log.Error(err, "injection failed", "pod", podName(pod))
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	patch, err := Patch(pod, res.Pod)
+	patch, err := patchWith(pod, res.Pod, res.parsed)
 	if err != nil {
 		h.deniedInternal.Inc()
 		log.Error(err, "injection failed", "pod", podName(pod))

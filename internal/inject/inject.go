@@ -48,7 +48,8 @@ func (o Options) withDefaults() Options {
 
 // Injector injects pods with fixed Options; it is safe for concurrent use.
 type Injector struct {
-	opts Options
+	opts  Options
+	specs specCache
 }
 
 // NewInjector returns an Injector, filling the Options' empty fields with defaults.
@@ -76,6 +77,8 @@ type Result struct {
 	Spec *config.Spec
 	// Warnings are the admission warnings the spec deserves for this pod (see Warnings).
 	Warnings []string
+
+	parsed *parsedSpec // the Injector's cache entry for the pod's settings; nil when injected already
 }
 
 // Inject returns a copy of pod with Kratos injected (see docs/architecture.md, 'What gets injected'); pod itself is never modified.
@@ -93,7 +96,7 @@ func (in *Injector) Inject(pod *corev1.Pod) (*Result, error) {
 		return &Result{Pod: pod.DeepCopy()}, nil
 	}
 	var problems []Problem
-	spec, err := ParseAnnotations(pod.Annotations, in.opts.KratosImage)
+	spec, parsed, err := in.parse(pod.Annotations)
 	if err != nil {
 		var inv *InvalidError
 		if !errors.As(err, &inv) {
@@ -110,10 +113,7 @@ func (in *Injector) Inject(pod *corev1.Pod) (*Result, error) {
 		return nil, &InvalidError{Problems: problems}
 	}
 
-	specJSON, err := spec.Marshal()
-	if err != nil {
-		return nil, err
-	}
+	specJSON := parsed.specJSON
 	vols, inputMounts := volumes(spec)
 
 	out := pod.DeepCopy()
@@ -140,7 +140,7 @@ func (in *Injector) Inject(pod *corev1.Pod) (*Result, error) {
 
 	setMap(&out.Annotations, AnnotationStatus, Status{Version: in.opts.Version, SpecHash: specHash(specJSON)}.String())
 	setMap(&out.Labels, LabelInstance, instance)
-	return &Result{Pod: out, Spec: spec, Warnings: Warnings(pod, spec)}, nil
+	return &Result{Pod: out, Spec: spec, Warnings: Warnings(pod, spec), parsed: parsed}, nil
 }
 
 func setMap(m *map[string]string, k, v string) {

@@ -20,25 +20,74 @@ import (
 // CPU time (137 µs against 30 µs here), and a field the API server sends but this build's
 // k8s.io/api does not know would be missing from the re-serialized pod, so the diff would
 // remove it. This patch only ever adds, and never touches the app's containers.
-func Patch(in, out *corev1.Pod) ([]byte, error) {
+func Patch(in, out *corev1.Pod) ([]byte, error) { return patchWith(in, out, nil) }
+
+// encodedParts are the JSON (as json.Marshal writes it) of each injected init container,
+// container and volume, in the order Inject adds them.
+type encodedParts struct {
+	init, main, vols [][]byte
+}
+
+func marshalEach[T any](items []T) ([][]byte, error) {
+	out := make([][]byte, len(items))
+	for i := range items {
+		b, err := json.Marshal(&items[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// patchWith is Patch reusing the JSON of the injected containers and volumes kept in parsed,
+// the cache entry of the pod's settings (nil: encode them): they depend on the settings and
+// the Injector's Options only, so every pod of a ReplicaSet gets the same bytes. The first
+// patch for an entry stores them there. The output is Patch's, byte for byte
+// (TestHandleResponsePinned, TestPatchWithCachedParts).
+func patchWith(in, out *corev1.Pod, parsed *parsedSpec) ([]byte, error) {
 	nInit := len(out.Spec.InitContainers) - len(in.Spec.InitContainers)
 	nMain := len(out.Spec.Containers) - len(in.Spec.Containers)
 	nVol := len(out.Spec.Volumes) - len(in.Spec.Volumes)
 	if nInit < 0 || nMain < 0 || nVol < 0 {
 		return nil, fmt.Errorf("patch: the injected pod has fewer containers or volumes than the original")
 	}
+	initAdded, mainAdded, volsAdded := out.Spec.InitContainers[:nInit], out.Spec.Containers[:nMain], out.Spec.Volumes[len(in.Spec.Volumes):]
+	var parts *encodedParts
+	if parsed != nil {
+		if parts = parsed.parts.Load(); parts == nil {
+			var p encodedParts
+			var errs [3]error
+			p.init, errs[0] = marshalEach(initAdded)
+			p.main, errs[1] = marshalEach(mainAdded)
+			p.vols, errs[2] = marshalEach(volsAdded)
+			if errs[0] == nil && errs[1] == nil && errs[2] == nil {
+				parts = &p
+				parsed.parts.Store(parts)
+			}
+		}
+		if parts != nil && (len(parts.init) != nInit || len(parts.main) != nMain || len(parts.vols) != nVol) {
+			parts = nil // not Inject's output for these settings: encode
+		}
+	}
 	w := &patchWriter{}
 	w.buf.Grow(8192)
 	w.enc = json.NewEncoder(&w.buf)
 	w.buf.WriteByte('[')
-	w.prepend("/spec/initContainers", len(in.Spec.InitContainers), out.Spec.InitContainers[:nInit])
-	w.prepend("/spec/containers", len(in.Spec.Containers), out.Spec.Containers[:nMain])
-	if added := out.Spec.Volumes[len(in.Spec.Volumes):]; len(added) > 0 {
-		if len(in.Spec.Volumes) == 0 {
-			w.add("/spec/volumes", added)
-		} else {
-			for i := range added {
-				w.add("/spec/volumes/-", &added[i])
+	if parts != nil {
+		w.prependRaw("/spec/initContainers", len(in.Spec.InitContainers), parts.init)
+		w.prependRaw("/spec/containers", len(in.Spec.Containers), parts.main)
+		w.appendRaw("/spec/volumes", len(in.Spec.Volumes), parts.vols)
+	} else {
+		w.prepend("/spec/initContainers", len(in.Spec.InitContainers), initAdded)
+		w.prepend("/spec/containers", len(in.Spec.Containers), mainAdded)
+		if len(volsAdded) > 0 {
+			if len(in.Spec.Volumes) == 0 {
+				w.add("/spec/volumes", volsAdded)
+			} else {
+				for i := range volsAdded {
+					w.add("/spec/volumes/-", &volsAdded[i])
+				}
 			}
 		}
 	}
@@ -74,6 +123,60 @@ func (w *patchWriter) add(path string, value any) {
 		w.err = err
 	}
 	w.buf.WriteByte('}')
+}
+
+// addRaw is add for a value already encoded, as one JSON value or, with array, as the items
+// of an array; it writes what add writes for the same value (json.Encoder ends it with a
+// newline).
+func (w *patchWriter) addRaw(path string, items [][]byte, array bool) {
+	if w.n > 0 {
+		w.buf.WriteByte(',')
+	}
+	w.n++
+	w.buf.WriteString(`{"op":"add","path":"`)
+	w.buf.WriteString(path)
+	w.buf.WriteString(`","value":`)
+	if array {
+		w.buf.WriteByte('[')
+	}
+	for i, item := range items {
+		if i > 0 {
+			w.buf.WriteByte(',')
+		}
+		w.buf.Write(item)
+	}
+	if array {
+		w.buf.WriteByte(']')
+	}
+	w.buf.WriteString("\n}")
+}
+
+// prependRaw is prepend for encoded containers.
+func (w *patchWriter) prependRaw(path string, n int, ours [][]byte) {
+	if len(ours) == 0 {
+		return
+	}
+	if n == 0 {
+		w.addRaw(path, ours, true)
+		return
+	}
+	for i := range ours {
+		w.addRaw(path+"/"+strconv.Itoa(i), ours[i:i+1], false)
+	}
+}
+
+// appendRaw appends encoded volumes to the array at path, or creates it when there is none.
+func (w *patchWriter) appendRaw(path string, n int, ours [][]byte) {
+	if len(ours) == 0 {
+		return
+	}
+	if n == 0 {
+		w.addRaw(path, ours, true)
+		return
+	}
+	for i := range ours {
+		w.addRaw(path+"/-", ours[i:i+1], false)
+	}
 }
 
 // prepend adds ours before the existing n elements of the array at path (JSON patch "add" at
