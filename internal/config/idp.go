@@ -63,6 +63,9 @@ func builtinMapper(provider string) []byte {
 	return b
 }
 
+// maxProviderIDLen bounds a provider id: it is part of every callback URL and names a file.
+const maxProviderIDLen = 64
+
 // providerIDPattern keeps ids usable in the callback URL path and as file names.
 var providerIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
@@ -153,6 +156,10 @@ func readProvider(s *source) (p OIDCProvider, mapper []byte, err error) {
 	}
 	if p.ID = providerID(id, hasID, p.Provider); !providerIDPattern.MatchString(p.ID) {
 		return p, nil, s.fail("id", "not a valid id; use letters, digits, '.', '_', '-' (it becomes part of the callback URL)")
+	}
+	if len(p.ID) > maxProviderIDLen {
+		// It also names the claims mapper's file, which a file system limits to 255 bytes.
+		return p, nil, s.failf("id", "longer than %d characters; choose a short id (it becomes part of the callback URL)", maxProviderIDLen)
 	}
 	if p.ClientID, err = s.required("client_id", "add the OAuth2 client id issued by the provider"); err != nil {
 		return p, nil, err
@@ -247,7 +254,10 @@ func readProvider(s *source) (p OIDCProvider, mapper []byte, err error) {
 	if v, ok, err := s.text("scope"); err != nil {
 		return p, nil, err
 	} else if ok {
-		p.Scope = splitList(v)
+		if p.Scope = splitList(v); len(p.Scope) == 0 {
+			// An empty list would silently drop the provider's default scopes (openid among them).
+			return p, nil, s.fail("scope", "empty; list the scopes separated by spaces or commas, or remove the key for the provider's defaults")
+		}
 	} else {
 		p.Scope = slices.Clone(defaultScopes[p.Provider])
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // InputError is a problem with one mounted Secret or ConfigMap. Its message is one line that
@@ -106,7 +107,26 @@ func (s *source) text(key string) (value string, ok bool, err error) {
 	}
 	v := strings.TrimSuffix(string(b), "\n")
 	v = strings.TrimSuffix(v, "\r")
+	if !plainText(v) {
+		// Caught here, naming the key: otherwise the YAML encoder refuses the whole config
+		// without saying which value, or Kratos reads something other than what was meant.
+		return "", true, s.fail(key, "holds control characters or bytes that are not UTF-8 text; store the value as plain text")
+	}
 	return v, true, nil
+}
+
+// plainText reports whether v is UTF-8 without control characters other than tab and line
+// breaks (a PEM key spans lines; one-line keys check that separately).
+func plainText(v string) bool {
+	if !utf8.ValidString(v) {
+		return false
+	}
+	for _, r := range v {
+		if (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || (r >= 0x7f && r < 0xa0) {
+			return false
+		}
+	}
+	return true
 }
 
 // required is text for a key that must be present and not empty; fix completes the message.
