@@ -50,6 +50,11 @@ type ControlPlane struct {
 	AuditLog string
 	tokens   map[string]string // user -> token
 	dir      string
+	// restart is what RestartAPIServer needs: how the API server was started.
+	bed      *Bed
+	apiBin   string
+	apiArgs  []string
+	restarts int
 }
 
 // auditPolicy records what a leak scan needs: Secret and ConfigMap (and token review) traffic
@@ -177,6 +182,7 @@ func (b *Bed) StartControlPlane(opts ControlPlaneOptions) (*ControlPlane, error)
 		"--allow-privileged=true",
 	}
 	args = append(args, opts.APIServerArgs...)
+	cp.bed, cp.apiBin, cp.apiArgs = b, apiBin, args
 	api, err := b.Start("kube-apiserver", nil, apiBin, args...)
 	if err != nil {
 		return nil, err
@@ -316,4 +322,17 @@ func httpOK(url, token string, ca *CA) func(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// RestartAPIServer stops the API server (its clients' connections and streams break) and
+// starts it again with the same flags, port and etcd, waiting until it is ready.
+func (cp *ControlPlane) RestartAPIServer() error {
+	cp.APIServer.Stop()
+	cp.restarts++
+	api, err := cp.bed.Start(fmt.Sprintf("kube-apiserver-%d", cp.restarts), nil, cp.apiBin, cp.apiArgs...)
+	if err != nil {
+		return err
+	}
+	cp.APIServer = api
+	return api.WaitReady(120*time.Second, httpOK(cp.URL+"/readyz", cp.tokens["admin"], cp.CA))
 }

@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -235,4 +239,114 @@ func TestFaultPostgresRestart(t *testing.T) {
 	if st := instance.ContainerStatus(got, inject.ContainerKratos); st == nil || st.RestartCount != 0 {
 		t.Errorf("Kratos container status %+v: want it recovered without a restart", st)
 	}
+}
+
+// The API server restarted in the middle of `kubectl kratos migrate`: the command either
+// completes (and the database is then migrated) or fails with one clear line; it never reports
+// success for an unfinished migration. Run again, it migrates and the pod becomes Ready.
+func TestFaultAPIServerRestartDuringMigrate(t *testing.T) {
+	s, n := node(t)
+	_, _ = webhook(t)
+	p := postgres(t)
+	bin, err := testbed.ProjectBin("kubectl-kratos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	ns := namespace(t, s, "fault-migrate")
+	db, err := p.NewDatabase(ctx, "migr", "fault-migrate-Pa55word")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CP.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		StringData: map[string]string{"host": n.IP, "port": fmt.Sprint(db.Port), "username": db.User,
+			"password": db.Password, "dbname": db.Name, "sslmode": "disable"}}, createOpts); err != nil {
+		t.Fatal(err)
+	}
+	dep := deployment("accounts", 1, map[string]string{injectLabel: "true"},
+		map[string]string{"kratos-injector.io/database-secret": "db", "kratos-injector.io/migrate": "manual"}, realNodeSpec(n))
+	if _, err := s.CP.Client.AppsV1().Deployments(ns).Create(ctx, dep, createOpts); err != nil {
+		t.Fatal(err)
+	}
+	pods := waitPods(t, s.CP.Client, ns, "app=accounts", 2*time.Minute, func(p []corev1.Pod) error {
+		for i := range p {
+			if st := instance.ContainerStatus(&p[i], inject.ContainerKratos); st != nil && st.State.Running != nil {
+				return nil
+			}
+		}
+		return fmt.Errorf("Kratos not running yet")
+	})
+	kubeconfig := t.TempDir() + "/admin.kubeconfig"
+	if err := s.CP.WriteKubeconfig(kubeconfig, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	migrated := func() bool {
+		n, err := p.SQL(ctx, db.Name, "select count(*) from information_schema.tables where table_name = 'identities'")
+		return err == nil && n == "1"
+	}
+
+	cmd := exec.CommandContext(ctx, bin, "--kubeconfig", kubeconfig, "-n", ns, "migrate", "--timeout", "2m")
+	var stdout, stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(stderr.String(), "Migrating the database"); {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("migrate did not start: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	restart := time.Now()
+	if err := s.CP.RestartAPIServer(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("API server restarted (%s) while migrate ran", time.Since(restart).Round(time.Millisecond))
+	err = cmd.Wait()
+	out := stderr.String()
+	switch {
+	case err == nil:
+		if !migrated() {
+			t.Errorf("migrate reported success but the database is not migrated:\n%s", out)
+		}
+		t.Logf("migrate completed across the restart")
+	default:
+		last := strings.TrimSpace(out[strings.LastIndex(strings.TrimRight(out, "\n"), "\n")+1:])
+		if !strings.HasPrefix(last, "error: ") || strings.Contains(out, "migrated in") || strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
+			t.Errorf("migrate failed without one clear error line:\n%s", out)
+		}
+		t.Logf("migrate failed cleanly (%v): %s", err, last)
+	}
+
+	// Run again: it migrates (applied migrations are skipped) and the pod becomes Ready.
+	again := exec.CommandContext(ctx, bin, "--kubeconfig", kubeconfig, "-n", ns, "migrate", "--timeout", "2m")
+	if b, err := again.CombinedOutput(); err != nil {
+		t.Fatalf("migrate again after the restart: %v\n%s", err, b)
+	}
+	if !migrated() {
+		t.Error("the database is not migrated after a successful migrate")
+	}
+	if _, err := testbed.WaitPodReady(ctx, s.CP.Client, ns, pods[0].Name, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while a process writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
