@@ -306,13 +306,12 @@ func TestFaultAPIServerRestartDuringMigrate(t *testing.T) {
 	t.Logf("API server restarted (%s) while migrate ran", time.Since(restart).Round(time.Millisecond))
 	err = cmd.Wait()
 	out := stderr.String()
-	switch {
-	case err == nil:
+	if err == nil {
 		if !migrated() {
 			t.Errorf("migrate reported success but the database is not migrated:\n%s", out)
 		}
 		t.Logf("migrate completed across the restart")
-	default:
+	} else {
 		last := strings.TrimSpace(out[strings.LastIndex(strings.TrimRight(out, "\n"), "\n")+1:])
 		if !strings.HasPrefix(last, "error: ") || strings.Contains(out, "migrated in") || strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
 			t.Errorf("migrate failed without one clear error line:\n%s", out)
