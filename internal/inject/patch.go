@@ -3,6 +3,7 @@ package inject
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -55,42 +56,32 @@ func patchWith(in, out *corev1.Pod, parsed *parsedSpec) ([]byte, error) {
 	initAdded, mainAdded, volsAdded := out.Spec.InitContainers[:nInit], out.Spec.Containers[:nMain], out.Spec.Volumes[len(in.Spec.Volumes):]
 	var parts *encodedParts
 	if parsed != nil {
-		if parts = parsed.parts.Load(); parts == nil {
-			var p encodedParts
-			var errs [3]error
-			p.init, errs[0] = marshalEach(initAdded)
-			p.main, errs[1] = marshalEach(mainAdded)
-			p.vols, errs[2] = marshalEach(volsAdded)
-			if errs[0] == nil && errs[1] == nil && errs[2] == nil {
-				parts = &p
-				parsed.parts.Store(parts)
-			}
-		}
+		parts = parsed.parts.Load()
 		if parts != nil && (len(parts.init) != nInit || len(parts.main) != nMain || len(parts.vols) != nVol) {
 			parts = nil // not Inject's output for these settings: encode
+		}
+	}
+	if parts == nil {
+		var p encodedParts
+		var errs [3]error
+		p.init, errs[0] = marshalEach(initAdded)
+		p.main, errs[1] = marshalEach(mainAdded)
+		p.vols, errs[2] = marshalEach(volsAdded)
+		if err := errors.Join(errs[:]...); err != nil {
+			return nil, fmt.Errorf("patch: %w", err)
+		}
+		parts = &p
+		if parsed != nil {
+			parsed.parts.Store(parts)
 		}
 	}
 	w := &patchWriter{}
 	w.buf.Grow(8192)
 	w.enc = json.NewEncoder(&w.buf)
 	w.buf.WriteByte('[')
-	if parts != nil {
-		w.prependRaw("/spec/initContainers", len(in.Spec.InitContainers), parts.init)
-		w.prependRaw("/spec/containers", len(in.Spec.Containers), parts.main)
-		w.appendRaw("/spec/volumes", len(in.Spec.Volumes), parts.vols)
-	} else {
-		w.prepend("/spec/initContainers", len(in.Spec.InitContainers), initAdded)
-		w.prepend("/spec/containers", len(in.Spec.Containers), mainAdded)
-		if len(volsAdded) > 0 {
-			if len(in.Spec.Volumes) == 0 {
-				w.add("/spec/volumes", volsAdded)
-			} else {
-				for i := range volsAdded {
-					w.add("/spec/volumes/-", &volsAdded[i])
-				}
-			}
-		}
-	}
+	w.prependRaw("/spec/initContainers", len(in.Spec.InitContainers), parts.init)
+	w.prependRaw("/spec/containers", len(in.Spec.Containers), parts.main)
+	w.appendRaw("/spec/volumes", len(in.Spec.Volumes), parts.vols)
 	w.maps("/metadata/labels", in.Labels, out.Labels)
 	w.maps("/metadata/annotations", in.Annotations, out.Annotations)
 	w.buf.WriteByte(']')
@@ -151,7 +142,8 @@ func (w *patchWriter) addRaw(path string, items [][]byte, array bool) {
 	w.buf.WriteString("\n}")
 }
 
-// prependRaw is prepend for encoded containers.
+// prependRaw adds the encoded ours before the existing n elements of the array at path (JSON
+// patch "add" at an index inserts), or creates the array when there is none.
 func (w *patchWriter) prependRaw(path string, n int, ours [][]byte) {
 	if len(ours) == 0 {
 		return
@@ -176,21 +168,6 @@ func (w *patchWriter) appendRaw(path string, n int, ours [][]byte) {
 	}
 	for i := range ours {
 		w.addRaw(path+"/-", ours[i:i+1], false)
-	}
-}
-
-// prepend adds ours before the existing n elements of the array at path (JSON patch "add" at
-// an index inserts), or creates the array when there is none.
-func (w *patchWriter) prepend(path string, n int, ours []corev1.Container) {
-	if len(ours) == 0 {
-		return
-	}
-	if n == 0 {
-		w.add(path, ours)
-		return
-	}
-	for i := range ours {
-		w.add(path+"/"+strconv.Itoa(i), &ours[i])
 	}
 }
 
