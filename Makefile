@@ -11,7 +11,7 @@ export KRATOS_INJECTOR_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kratos-in
 E2E_TIMEOUT ?= 45m
 GO_TEST_FLAGS ?=
 
-.PHONY: all build test unit fuzz-short fuzz integration e2e tools fmt vet lint-fix clean bench demo
+.PHONY: all build test unit fuzz-short fuzz integration e2e soak tools fmt vet lint-fix clean bench demo
 
 all: build
 
@@ -42,6 +42,15 @@ e2e: build tools
 	@# One package (internal/testbed has no tests of its own), so go test streams each test's progress.
 	go test $(GO_TEST_FLAGS) -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/ 2>&1 | tee $(E2E_LOG)
 	@! grep -- '--- SKIP' $(E2E_LOG) || { echo "e2e: a test was skipped; a skip is a failure here"; exit 1; }
+
+## soak: the long e2e (test/e2e/soak_test.go, build tag soak; not part of `make test`): an injected
+## Kratos on Postgres with SMTP serves steady traffic for SOAK_DURATION while Postgres and Mailpit
+## are taken away every 3 minutes and labelled pods are admitted throughout; prints the figures
+SOAK_DURATION ?= 10m
+SOAK_LOG ?= $(CURDIR)/_output/soak.log
+soak: build tools
+	@mkdir -p $(dir $(SOAK_LOG))
+	SOAK_DURATION=$(SOAK_DURATION) go test -tags soak -count=1 -timeout 6h -v -run '^TestSoak$$' ./test/e2e/ 2>&1 | tee $(SOAK_LOG)
 
 ## test: vet, unit, a short fuzz, integration and e2e — everything
 test: vet unit fuzz-short integration e2e

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -77,9 +79,22 @@ func (o *MigrateOptions) Run(ctx context.Context) error {
 		return fmt.Errorf("migration failed in pod %s: kratos migrate exited with status %d (its output is above)", pod.Name, ee.Code)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("migration did not finish within %s in pod %s: retry with a longer --timeout (applied migrations are skipped)", o.Timeout, pod.Name)
+	case brokenStream(err):
+		// The stream broke (API server or kubelet gone): kratos may have finished, may still be
+		// running in the pod, or may have stopped between migrations. Each migration is its own
+		// transaction, so a rerun is safe and completes the rest.
+		return fmt.Errorf("migration in pod %s: the connection broke before kratos migrate finished; it may have completed or "+
+			"stopped part way: run kubectl kratos migrate again (applied migrations are skipped): %w", pod.Name, err)
 	case err != nil:
 		return fmt.Errorf("migration in pod %s: %w", pod.Name, err)
 	}
 	fmt.Fprintf(o.g.Streams.ErrOut, "Database of instance %s migrated in %s.\n", in.Name, time.Since(start).Round(10*time.Millisecond))
 	return nil
+}
+
+// brokenStream says whether an exec ended because its connection broke (the API server or the
+// kubelet went away mid-stream), rather than because it was refused or the command failed.
+func brokenStream(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

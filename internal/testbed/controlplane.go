@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -324,9 +325,11 @@ func httpOK(url, token string, ca *CA) func(ctx context.Context) error {
 	}
 }
 
-// RestartAPIServer stops the API server (its clients' connections and streams break) and
-// starts it again with the same flags, port and etcd, waiting until it is ready.
-func (cp *ControlPlane) RestartAPIServer() error {
+// RestartAPIServer stops the API server with sig and starts it again with the same flags, port
+// and etcd, waiting until it is ready. SIGTERM is a graceful shutdown (in-flight requests and
+// streams may finish); SIGKILL is a crash: every connection and stream breaks at once.
+func (cp *ControlPlane) RestartAPIServer(sig syscall.Signal) error {
+	cp.APIServer.StopSignal(sig)
 	cp.APIServer.Stop()
 	cp.restarts++
 	api, err := cp.bed.Start(fmt.Sprintf("kube-apiserver-%d", cp.restarts), nil, cp.apiBin, cp.apiArgs...)

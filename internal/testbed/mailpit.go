@@ -65,7 +65,7 @@ func (b *Bed) StartMailpit(opts MailpitOptions) (*Mailpit, error) {
 	}
 	m := &Mailpit{SMTPHost: host, SMTPPort: smtpPort, APIURL: fmt.Sprintf("http://127.0.0.1:%d", httpPort)}
 	args := []string{"--listen", fmt.Sprintf("127.0.0.1:%d", httpPort), "--smtp", host + ":" + strconv.Itoa(smtpPort),
-		"--disable-version-check"}
+		"--disable-version-check", "--max", "0"} // keep every message: tests count them (default: the newest 500)
 	if opts.AuthFile != "" {
 		args = append(args, "--smtp-auth-file", opts.AuthFile)
 	} else {
@@ -108,15 +108,33 @@ type Message struct {
 	Snippet string `json:"Snippet"`
 }
 
-// Messages lists the delivered messages, newest first.
+// Messages lists every delivered message, newest first (all pages).
 func (m *Mailpit) Messages(ctx context.Context) ([]Message, error) {
+	var all []Message
+	for {
+		var out struct {
+			Total    int       `json:"total"`
+			Messages []Message `json:"messages"`
+		}
+		if err := getJSON(ctx, fmt.Sprintf("%s/api/v1/messages?start=%d&limit=500", m.APIURL, len(all)), &out); err != nil {
+			return nil, err
+		}
+		all = append(all, out.Messages...)
+		if len(out.Messages) == 0 || len(all) >= out.Total {
+			return all, nil
+		}
+	}
+}
+
+// Count returns how many messages Mailpit holds (all of them, not one page).
+func (m *Mailpit) Count(ctx context.Context) (int, error) {
 	var out struct {
-		Messages []Message `json:"messages"`
+		Total int `json:"total"`
 	}
-	if err := getJSON(ctx, m.APIURL+"/api/v1/messages?limit=500", &out); err != nil {
-		return nil, err
+	if err := getJSON(ctx, m.APIURL+"/api/v1/messages?limit=1", &out); err != nil {
+		return 0, err
 	}
-	return out.Messages, nil
+	return out.Total, nil
 }
 
 // MessageText returns a message's plain-text body.

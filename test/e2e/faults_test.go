@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -243,8 +244,19 @@ func TestFaultPostgresRestart(t *testing.T) {
 
 // The API server restarted in the middle of `kubectl kratos migrate`: the command either
 // completes (and the database is then migrated) or fails with one clear line; it never reports
-// success for an unfinished migration. Run again, it migrates and the pod becomes Ready.
+// success for an unfinished migration. Run again, it migrates and the pod becomes Ready. Twice:
+// a graceful restart (SIGTERM: the API server drains, so the exec stream may finish) and a crash
+// (SIGKILL: the stream breaks at once, so the plugin must notice).
 func TestFaultAPIServerRestartDuringMigrate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal
+	}{{"graceful", syscall.SIGTERM}, {"crash", syscall.SIGKILL}} {
+		t.Run(tc.name, func(t *testing.T) { apiServerRestartDuringMigrate(t, tc.name, tc.sig) })
+	}
+}
+
+func apiServerRestartDuringMigrate(t *testing.T, name string, sig syscall.Signal) {
 	s, n := node(t)
 	_, _ = webhook(t)
 	p := postgres(t)
@@ -254,8 +266,8 @@ func TestFaultAPIServerRestartDuringMigrate(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	ns := namespace(t, s, "fault-migrate")
-	db, err := p.NewDatabase(ctx, "migr", "fault-migrate-Pa55word")
+	ns := namespace(t, s, "fault-migrate-"+name)
+	db, err := p.NewDatabase(ctx, "migr"+name, "fault-migrate-"+name+"-Pa55word")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,10 +312,10 @@ func TestFaultAPIServerRestartDuringMigrate(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	restart := time.Now()
-	if err := s.CP.RestartAPIServer(); err != nil {
+	if err := s.CP.RestartAPIServer(sig); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("API server restarted (%s) while migrate ran", time.Since(restart).Round(time.Millisecond))
+	t.Logf("API server restarted with %v (%s) while migrate ran", sig, time.Since(restart).Round(time.Millisecond))
 	err = cmd.Wait()
 	out := stderr.String()
 	if err == nil {
@@ -315,6 +327,9 @@ func TestFaultAPIServerRestartDuringMigrate(t *testing.T) {
 		last := strings.TrimSpace(out[strings.LastIndex(strings.TrimRight(out, "\n"), "\n")+1:])
 		if !strings.HasPrefix(last, "error: ") || strings.Contains(out, "migrated in") || strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
 			t.Errorf("migrate failed without one clear error line:\n%s", out)
+		}
+		if sig == syscall.SIGKILL && !strings.Contains(last, "run kubectl kratos migrate again") {
+			t.Errorf("a broken stream should say the migration may be unfinished and to run migrate again: %s", last)
 		}
 		t.Logf("migrate failed cleanly (%v): %s", err, last)
 	}
