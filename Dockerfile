@@ -17,9 +17,15 @@ ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X github.com/kratos-injector/kratos-injector/internal/version.Version=${VERSION}" \
-      -o /out/webhook ./cmd/webhook
+      -o /out/webhook ./cmd/webhook && \
+    CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X github.com/kratos-injector/kratos-injector/internal/version.Version=${VERSION}" \
+      -o /out/courier-gate ./cmd/courier-gate
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/webhook /usr/local/bin/webhook
+# The courier gate: copied by the injected kratos-config container into the pod, where the
+# kratos-courier container runs it next to Kratos (internal/courier).
+COPY --from=build /out/courier-gate /usr/local/bin/courier-gate
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/webhook"]

@@ -15,11 +15,12 @@ GO_TEST_FLAGS ?=
 
 all: build
 
-## build: the two binaries into bin/ (static, as in the image)
+## build: the binaries into bin/ (static, as in the image)
 build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/webhook ./cmd/webhook
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kubectl-kratos ./cmd/kubectl-kratos
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/courier-gate ./cmd/courier-gate
 
 ## tools: build/install the real test components (cached by version), print where they are
 tools:

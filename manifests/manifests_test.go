@@ -536,6 +536,8 @@ func TestDockerfileMatchesBed(t *testing.T) {
 		`ENTRYPOINT ["` + testbed.InjectorBinary + `"]`,
 		"USER 65532:65532",
 		"COPY --from=build /out/webhook " + testbed.InjectorBinary,
+		"COPY --from=build /out/courier-gate " + testbed.GateBinary,
+		"./cmd/courier-gate",
 		"CGO_ENABLED=0",
 		"go build -trimpath",
 		"./cmd/webhook",

@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -22,8 +24,9 @@ const renderCmdName = "render"
 // The flags only wire config.Render, which tests and any debug command share.
 func newRenderCmd() *cobra.Command {
 	var (
-		specJSON string
-		opts     config.RenderOptions
+		specJSON    string
+		opts        config.RenderOptions
+		installGate string
 	)
 	cmd := &cobra.Command{
 		Use:   renderCmdName,
@@ -43,7 +46,10 @@ the Secret or ConfigMap and the key; no secret value is ever printed.`,
 					panic(r)
 				}
 			}()
-			return runRender(cmd, specJSON, opts)
+			if err := runRender(cmd, specJSON, opts); err != nil {
+				return err
+			}
+			return installCourierGate(installGate)
 		},
 	}
 	f := cmd.Flags()
@@ -51,6 +57,7 @@ the Secret or ConfigMap and the key; no secret value is ever printed.`,
 	f.StringVar(&opts.InputDir, "inputs", config.DefaultInputDir, "directory of the mounted Secrets and ConfigMaps")
 	f.StringVar(&opts.ConfigDir, "out", config.DefaultConfigDir, "directory to write into; kratos.yaml refers to its files by this absolute path")
 	f.StringVar(&opts.DataDir, "data-dir", config.DefaultDataDir, "directory of the SQLite database")
+	f.StringVar(&installGate, "install-courier-gate", "", "SRC:DST: also copy the courier gate binary SRC to DST (for the kratos-courier container)")
 	_ = cmd.MarkFlagRequired("spec")
 	return cmd
 }
@@ -78,6 +85,44 @@ func runRender(cmd *cobra.Command, specJSON string, opts config.RenderOptions) e
 		return err
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "rendered %s (%d files)\n", filepath.Join(opts.ConfigDir, config.ConfigFile), len(res.Files))
+	return nil
+}
+
+// installCourierGate copies the courier gate from the injector image into the volume the
+// kratos-courier container (in the Kratos image) runs it from: written aside and renamed, so a
+// restarted render never leaves half a binary.
+func installCourierGate(srcDst string) error {
+	if srcDst == "" {
+		return nil
+	}
+	src, dst, ok := strings.Cut(srcDst, ":")
+	if !ok || src == "" || dst == "" {
+		return fmt.Errorf("--install-courier-gate=%q: want SRC:DST", srcDst)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("install the courier gate: %w", err)
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".courier-gate-")
+	if err != nil {
+		return fmt.Errorf("install the courier gate: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, in); err != nil {
+		tmp.Close()
+		return fmt.Errorf("install the courier gate: %w", err)
+	}
+	if err := tmp.Chmod(0o555); err != nil {
+		tmp.Close()
+		return fmt.Errorf("install the courier gate: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("install the courier gate: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return fmt.Errorf("install the courier gate: %w", err)
+	}
 	return nil
 }
 

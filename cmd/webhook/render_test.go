@@ -87,3 +87,39 @@ func TestRenderTerminationMessage(t *testing.T) {
 		})
 	}
 }
+
+// The render container copies the courier gate into the bin volume: whole, executable, and
+// replacing a previous copy (a restarted pod).
+func TestInstallCourierGate(t *testing.T) {
+	dir := t.TempDir()
+	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "bin", "courier-gate")
+	if err := os.Mkdir(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, content := range []string{"first", "second copy"} {
+		if err := os.WriteFile(src, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := installCourierGate(src + ":" + dst); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(dst)
+		if err != nil || string(b) != content {
+			t.Fatalf("installed %q, %v; want %q", b, err, content)
+		}
+		if fi, _ := os.Stat(dst); fi.Mode().Perm() != 0o555 {
+			t.Errorf("mode %v, want r-xr-xr-x", fi.Mode())
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "bin", ".courier-gate-*")); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	for _, bad := range []string{"no-colon", ":dst", filepath.Join(dir, "missing") + ":" + dst} {
+		if err := installCourierGate(bad); err == nil {
+			t.Errorf("installCourierGate(%q) succeeded", bad)
+		}
+	}
+	if err := installCourierGate(""); err != nil {
+		t.Errorf("no gate to install: %v", err)
+	}
+}

@@ -52,8 +52,14 @@ It also checks that the webhook is registered (the MutatingWebhookConfiguration 
 or any with a webhook named *.kratos-injector.io) and that the CA bundle the API server trusts
 for it parses and has not expired, and shows when it expires.
 
-It needs "list" on pods; "get" on secrets and "list" on mutatingwebhookconfigurations are used
-when granted.`,
+COURIER says who dispatches the instance's mail. With Postgres, replicas share the database and
+exactly one pod's kratos-courier container runs the courier, while it holds the database's
+courier lock: the column names that pod (asked from inside a running kratos-courier container,
+through pods/exec), or "none". With SQLite each pod has its own database and courier
+("in-process"); "off" when the courier is disabled.
+
+It needs "list" on pods; "get" on secrets, "list" on mutatingwebhookconfigurations and "create"
+on pods/exec (for COURIER) are used when granted.`,
 		Example: `  kubectl kratos status
   kubectl kratos status -A
   kubectl kratos status --instance shop -o yaml`,
@@ -90,12 +96,16 @@ type InstanceStatus struct {
 	// ReadyPods counts the Ready injected pods (ignored pods never count).
 	ReadyPods int `json:"readyPods"`
 	// KratosImages, InjectorVersions and SpecHashes are the distinct values over the pods.
-	KratosImages     []string         `json:"kratosImages"`
-	InjectorVersions []string         `json:"injectorVersions"`
-	SpecHashes       []string         `json:"specHashes"`
-	PublicURL        string           `json:"publicURL,omitempty"`
-	Providers        []ProviderStatus `json:"providers,omitempty"`
-	Pods             []PodStatus      `json:"pods"`
+	KratosImages     []string `json:"kratosImages"`
+	InjectorVersions []string `json:"injectorVersions"`
+	SpecHashes       []string `json:"specHashes"`
+	PublicURL        string   `json:"publicURL,omitempty"`
+	// Courier says who dispatches the instance's mail: the pod that holds the database's
+	// courier lock (Postgres), "in-process" (SQLite: each pod its own), "off", "none" (no pod
+	// holds the lock) or "unknown: <why>".
+	Courier   string           `json:"courier,omitempty"`
+	Providers []ProviderStatus `json:"providers,omitempty"`
+	Pods      []PodStatus      `json:"pods"`
 }
 
 // PodStatus is one pod of an instance.
@@ -158,7 +168,7 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rep := &StatusReport{Instances: o.instances(ctx, k.clientset, pods)}
+	rep := &StatusReport{Instances: o.instances(ctx, k, pods)}
 	rep.Webhook = webhookStatus(ctx, k.clientset, o.now())
 	if o.Output.structured() {
 		return o.Output.printStructured(o.g.Streams.Out, rep)
@@ -174,14 +184,52 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 }
 
 // instances reports on each instance of pods, sorted by namespace and name.
-func (o *StatusOptions) instances(ctx context.Context, cs kubernetes.Interface, pods []corev1.Pod) []InstanceStatus {
-	secrets := &secretReader{cs: cs, cache: map[string]secretResult{}}
+func (o *StatusOptions) instances(ctx context.Context, k *kube, pods []corev1.Pod) []InstanceStatus {
+	secrets := &secretReader{cs: k.clientset, cache: map[string]secretResult{}}
 	groups := instance.Group(pods)
 	out := make([]InstanceStatus, 0, len(groups))
 	for _, in := range groups {
-		out = append(out, o.instance(ctx, secrets, in))
+		st := o.instance(ctx, secrets, in)
+		st.Courier = courierStatus(ctx, k, in)
+		out = append(out, st)
 	}
 	return out
+}
+
+// courierStatus asks a running kratos-courier which pod holds the courier lock (Postgres).
+func courierStatus(ctx context.Context, k *kube, in *instance.Instance) string {
+	var gated *corev1.Pod
+	mode := ""
+	for i := range in.Pods {
+		p := &in.Pods[i]
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		if m := instance.CourierMode(p); mode == "" || m == instance.CourierGated {
+			mode = m
+		}
+		if st := instance.ContainerStatus(p, inject.ContainerCourier); st != nil && st.State.Running != nil && gated == nil {
+			gated = p
+		}
+	}
+	switch {
+	case mode == "":
+		return ""
+	case mode != instance.CourierGated:
+		return mode
+	case gated == nil:
+		return "unknown: no pod's " + inject.ContainerCourier + " container is running"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	holder, err := instance.CourierHolder(ctx, k.config, k.clientset, gated)
+	switch {
+	case err != nil:
+		return "unknown: " + err.Error()
+	case holder == "":
+		return "none"
+	}
+	return holder
 }
 
 func (o *StatusOptions) instance(ctx context.Context, secrets *secretReader, group *instance.Instance) InstanceStatus {

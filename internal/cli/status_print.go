@@ -38,9 +38,9 @@ func (o *StatusOptions) printTable(rep *StatusReport) error {
 				}
 			}
 			rows = append(rows, ns([]string{in.Name, fmt.Sprintf("%d/%d", in.ReadyPods, injected),
-				list(in.KratosImages), list(in.InjectorVersions), list(in.SpecHashes)}, in.Namespace))
+				list(in.KratosImages), list(in.InjectorVersions), list(in.SpecHashes), orNone(in.Courier)}, in.Namespace))
 		}
-		if err := o.Output.printTable(w, head("INSTANCE", "READY", "KRATOS IMAGE", "INJECTOR", "SPEC"), rows); err != nil {
+		if err := o.Output.printTable(w, head("INSTANCE", "READY", "KRATOS IMAGE", "INJECTOR", "SPEC", "COURIER"), rows); err != nil {
 			return err
 		}
 

@@ -104,21 +104,9 @@ func checkKratosDSN(s *source, key, dsn string) error {
 		return s.fail(key, dsnUnparsable)
 	}
 
-	// sqlcon.ParseConnectionOptions: split at '?'; with exactly one, the query is parsed
-	// (a failure is logged with its error) and re-encoded without the pool parameters.
-	cleaned := dsn
-	var query url.Values
-	if parts := strings.Split(dsn, "?"); len(parts) == 2 {
-		q, err := url.ParseQuery(parts[1])
-		if err != nil {
-			return s.fail(key, dsnQuery)
-		}
-		for _, p := range kratosPoolParams {
-			q.Del(p)
-		}
-		cleaned, query = parts[0]+"?"+q.Encode(), q
-	} else if u, _ := url.Parse(dsn); u != nil {
-		query = u.Query()
+	cleaned, query, err := withoutPoolParams(dsn)
+	if err != nil {
+		return s.fail(key, dsnQuery)
 	}
 	for _, p := range []string{"password", "sslpassword"} {
 		if query.Has(p) {
@@ -127,17 +115,9 @@ func checkKratosDSN(s *source, key, dsn string) error {
 	}
 
 	// pop: the dialect from the scheme; cockroach gets pop's generic url.Parse (whose error
-	// quotes the URL) and its finalizer's rewrite, which keeps the scheme unless "://" occurs
-	// once only.
-	if strings.HasPrefix(cleaned, "cockroach://") {
-		if _, err := url.Parse(cleaned); err != nil {
-			return s.fail(key, dsnUnparsable)
-		}
-		parts := strings.Split(cleaned, "://")
-		if len(parts) != 2 {
-			return s.fail(key, dsnUnparsable)
-		}
-		cleaned = "postgres://" + parts[1]
+	// quotes the URL) and its finalizer's rewrite.
+	if cleaned, err = cockroachAsPostgres(cleaned); err != nil {
+		return s.fail(key, dsnUnparsable)
 	}
 	// pgconn v1 (pop's URL parser) parses as pgx v5 does, and also min_read_buffer_size.
 	if v := query.Get("min_read_buffer_size"); v != "" {
@@ -152,6 +132,57 @@ func checkKratosDSN(s *source, key, dsn string) error {
 		return s.fail(key, dsnDriver)
 	}
 	return nil
+}
+
+// withoutPoolParams is sqlcon.ParseConnectionOptions: split at '?'; with exactly one, the query
+// is parsed (an error ends it) and re-encoded without the pool parameters.
+func withoutPoolParams(dsn string) (string, url.Values, error) {
+	if parts := strings.Split(dsn, "?"); len(parts) == 2 {
+		q, err := url.ParseQuery(parts[1])
+		if err != nil {
+			return "", nil, err
+		}
+		for _, p := range kratosPoolParams {
+			q.Del(p)
+		}
+		return parts[0] + "?" + q.Encode(), q, nil
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn, url.Values{}, nil //nolint:nilerr // pop reports it; the caller checks url.Parse itself
+	}
+	return dsn, u.Query(), nil
+}
+
+// cockroachAsPostgres is pop's cockroach finalizer, which turns cockroach:// into postgres://
+// unless "://" occurs more than once; other DSNs are returned as they are.
+func cockroachAsPostgres(dsn string) (string, error) {
+	if !strings.HasPrefix(dsn, "cockroach://") {
+		return dsn, nil
+	}
+	if _, err := url.Parse(dsn); err != nil {
+		return "", err
+	}
+	parts := strings.Split(dsn, "://")
+	if len(parts) != 2 {
+		return "", errors.New("cockroach DSN with more than one ://")
+	}
+	return "postgres://" + parts[1], nil
+}
+
+// DriverDSN is the connection string Kratos's SQL driver connects with for the rendered dsn:
+// the pool parameters taken off and cockroach:// spelled postgres://, as Kratos does. Other
+// programs in the pod that must reach Kratos's own database (the courier gate) use it, so they
+// connect exactly where and how Kratos does. Errors never quote the DSN.
+func DriverDSN(dsn string) (string, error) {
+	cleaned, _, err := withoutPoolParams(dsn)
+	if err != nil {
+		return "", errors.New("dsn: the query string does not parse")
+	}
+	if cleaned, err = cockroachAsPostgres(cleaned); err != nil {
+		return "", errors.New("dsn: does not parse as a URL")
+	}
+	return cleaned, nil
 }
 
 // withoutParams is dsn without the query parameters names; dsn as is when it has none of them.

@@ -18,6 +18,8 @@ const (
 	ContainerConfig  = "kratos-config"
 	ContainerMigrate = "kratos-migrate"
 	ContainerKratos  = "kratos"
+	// ContainerCourier runs the courier gate (internal/courier) with Postgres.
+	ContainerCourier = "kratos-courier"
 
 	PortNamePublic = "kratos-public"
 	PortNameAdmin  = "kratos-admin"
@@ -33,6 +35,14 @@ const (
 // RenderCommand is the kratos-config init container's command: the injector image must have
 // the webhook binary on its PATH.
 var RenderCommand = []string{"webhook", "render"}
+
+// GateSource is where the injector image carries the courier gate, beside webhook; the render
+// container copies it into the bin volume, from which the kratos-courier container (in the
+// Kratos image) runs it.
+const GateSource = "/usr/local/bin/courier-gate"
+
+// GatePath is the courier gate in the kratos-courier container.
+var GatePath = path.Join(binDir, "courier-gate")
 
 // ConfigPath is where Kratos reads the rendered config.
 var ConfigPath = path.Join(config.DefaultConfigDir, config.ConfigFile)
@@ -58,14 +68,17 @@ func securityContext() *corev1.SecurityContext {
 
 // renderContainer is kratos-config: `webhook render` with everything it needs in its own
 // command, args and mounts, so running it by hand with those mounts reproduces the config.
-func renderContainer(injectorImage, specJSON string, inputMounts []corev1.VolumeMount) corev1.Container {
-	mounts := make([]corev1.VolumeMount, 0, 2+len(inputMounts))
+func renderContainer(s *config.Spec, injectorImage, specJSON string, inputMounts []corev1.VolumeMount) corev1.Container {
+	mounts := make([]corev1.VolumeMount, 0, 3+len(inputMounts))
 	mounts = append(mounts,
 		corev1.VolumeMount{Name: VolumeConfig, MountPath: config.DefaultConfigDir},
 		corev1.VolumeMount{Name: VolumeTmp, MountPath: tmpDir},
 	)
+	if gatedCourier(s) {
+		mounts = append(mounts, corev1.VolumeMount{Name: VolumeBin, MountPath: binDir})
+	}
 	mounts = append(mounts, inputMounts...)
-	return corev1.Container{
+	c := corev1.Container{
 		Name:    ContainerConfig,
 		Image:   injectorImage,
 		Command: slices.Clone(RenderCommand),
@@ -85,6 +98,10 @@ func renderContainer(injectorImage, specJSON string, inputMounts []corev1.Volume
 		TerminationMessagePolicy: terminationPolicy,
 		SecurityContext:          securityContext(),
 	}
+	if gatedCourier(s) {
+		c.Args = append(c.Args, "--install-courier-gate="+kubeletLiteral(GateSource)+":"+kubeletLiteral(GatePath))
+	}
+	return c
 }
 
 // terminationPolicy of every injected container: the termination message is only what the
@@ -153,7 +170,8 @@ func httpGet(p string) corev1.ProbeHandler {
 // admin APIs together.
 func kratosContainer(s *config.Spec) corev1.Container {
 	args := []string{"serve", "-c", ConfigPath, "--sqa-opt-out"}
-	if s.Courier == config.CourierWatch {
+	if s.Courier == config.CourierWatch && !gatedCourier(s) {
+		// SQLite: one pod per database file, so the in-process courier is the only one.
 		args = append(args, "--watch-courier")
 	}
 	// Startup gates the app (a native sidecar must be started before the app's containers run).
@@ -181,6 +199,43 @@ func kratosContainer(s *config.Spec) corev1.Container {
 		ReadinessProbe: &corev1.Probe{ProbeHandler: httpGet("/health/ready"), PeriodSeconds: 5, TimeoutSeconds: 2, FailureThreshold: 3},
 		LivenessProbe:  &corev1.Probe{ProbeHandler: httpGet("/health/alive"), PeriodSeconds: 10, TimeoutSeconds: 2, FailureThreshold: 3},
 		// Not its log: Kratos's errors may quote secrets (see terminationPolicy).
+		TerminationMessagePolicy: terminationPolicy,
+		SecurityContext:          securityContext(),
+	}
+	if s.Sidecar == config.SidecarNative {
+		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+	}
+	return c
+}
+
+// gatedCourier says whether the courier runs in kratos-courier behind the gate: with Postgres,
+// where replicas share the database and Kratos's courier would send a mail once per replica
+// that picks it up (it takes queued mails without a row lock).
+func gatedCourier(s *config.Spec) bool {
+	return s.Courier == config.CourierWatch && s.Database == config.DatabasePostgres
+}
+
+// Resources of kratos-courier: a Kratos process that mostly waits (its memory limit is
+// Kratos's, as it loads the same program).
+var (
+	courierCPURequest    = resource.MustParse("10m")
+	courierMemoryRequest = resource.MustParse("64Mi")
+)
+
+// courierContainer is kratos-courier: the gate, which runs `kratos courier watch` while this
+// pod holds the database's courier lock.
+func courierContainer(s *config.Spec) corev1.Container {
+	res := kratosResources(s)
+	res.Requests = corev1.ResourceList{corev1.ResourceCPU: courierCPURequest.DeepCopy(), corev1.ResourceMemory: courierMemoryRequest.DeepCopy()}
+	c := corev1.Container{
+		Name:    ContainerCourier,
+		Image:   s.Image,
+		Command: []string{GatePath},
+		Args:    []string{"run", "--config", ConfigPath, "--", "kratos", "courier", "watch", "-c", ConfigPath},
+		Env: append(sqaOptOut(), corev1.EnvVar{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
+			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}}),
+		Resources:                res,
+		VolumeMounts:             append(kratosMounts(s), corev1.VolumeMount{Name: VolumeBin, MountPath: binDir, ReadOnly: true}),
 		TerminationMessagePolicy: terminationPolicy,
 		SecurityContext:          securityContext(),
 	}

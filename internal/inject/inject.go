@@ -120,21 +120,24 @@ func (in *Injector) Inject(pod *corev1.Pod) (*Result, error) {
 	ps := &out.Spec
 
 	ours := make([]corev1.Container, 0, 3+len(ps.InitContainers))
-	ours = append(ours, renderContainer(in.opts.InjectorImage, specJSON, inputMounts))
+	ours = append(ours, renderContainer(spec, in.opts.InjectorImage, specJSON, inputMounts))
 	if spec.Migrate == config.MigrateAuto {
 		ours = append(ours, migrateContainer(spec))
 	}
-	kratos := kratosContainer(spec)
+	kratos := []corev1.Container{kratosContainer(spec)}
+	if gatedCourier(spec) {
+		kratos = append(kratos, courierContainer(spec))
+	}
 	if spec.Sidecar == config.SidecarNative {
 		// After render and migrate, before the app's init containers: those may already use Kratos.
-		ps.InitContainers = append(append(ours, kratos), ps.InitContainers...)
+		ps.InitContainers = append(append(ours, kratos...), ps.InitContainers...)
 	} else {
 		ps.InitContainers = append(ours, ps.InitContainers...)
 		if len(ps.Containers) > 0 && out.Annotations[DefaultContainerAnnotation] == "" {
 			// Kratos goes first so it starts first; kubectl logs/exec keep defaulting to the app.
 			setMap(&out.Annotations, DefaultContainerAnnotation, ps.Containers[0].Name)
 		}
-		ps.Containers = append([]corev1.Container{kratos}, ps.Containers...)
+		ps.Containers = append(kratos, ps.Containers...)
 	}
 	ps.Volumes = append(ps.Volumes, vols...)
 
@@ -166,7 +169,7 @@ func conflicts(pod *corev1.Pod) []Problem {
 		for i := range cs {
 			c := &cs[i]
 			switch c.Name {
-			case ContainerConfig, ContainerMigrate, ContainerKratos:
+			case ContainerConfig, ContainerMigrate, ContainerKratos, ContainerCourier:
 				problems = append(problems, Problem{fmt.Sprintf("%s[%s]", field, c.Name), "container name is reserved for the injected Kratos: rename the container"})
 			}
 			for _, p := range c.Ports {
@@ -180,9 +183,9 @@ func conflicts(pod *corev1.Pod) []Problem {
 	check("spec.initContainers", ps.InitContainers)
 	check("spec.containers", ps.Containers)
 	for _, v := range ps.Volumes {
-		if v.Name == VolumeConfig || v.Name == VolumeData || v.Name == VolumeTmp ||
+		if v.Name == VolumeConfig || v.Name == VolumeData || v.Name == VolumeTmp || v.Name == VolumeBin ||
 			strings.HasPrefix(v.Name, secretVolumePrefix) || strings.HasPrefix(v.Name, configMapVolumePrefix) {
-			problems = append(problems, Problem{fmt.Sprintf("spec.volumes[%s]", v.Name), "volume name is reserved for the injected Kratos (kratos-config, kratos-data, kratos-tmp, kratos-secret-*, kratos-cm-*): rename the volume"})
+			problems = append(problems, Problem{fmt.Sprintf("spec.volumes[%s]", v.Name), "volume name is reserved for the injected Kratos (kratos-config, kratos-data, kratos-tmp, kratos-bin, kratos-secret-*, kratos-cm-*): rename the volume"})
 		}
 	}
 	return problems

@@ -95,10 +95,14 @@ func checkInvariants(t *testing.T, in, out *corev1.Pod) {
 		ours = append(ours, ContainerMigrate)
 	}
 	wantMain := names(in.Spec.Containers)
+	kratos := []string{ContainerKratos}
+	if spec.Database == config.DatabasePostgres && spec.Courier == config.CourierWatch {
+		kratos = append(kratos, ContainerCourier)
+	}
 	if spec.Sidecar == config.SidecarNative {
-		ours = append(ours, ContainerKratos)
+		ours = append(ours, kratos...)
 	} else {
-		wantMain = append([]string{ContainerKratos}, wantMain...)
+		wantMain = append(kratos, wantMain...)
 	}
 	if d := cmp.Diff(append(ours, names(in.Spec.InitContainers)...), gotInit); d != "" {
 		t.Errorf("init containers (-want +got):\n%s", d)

@@ -22,13 +22,13 @@ import (
 // Refresh (only for an intended change of the output): go test ./internal/inject/ -run
 // TestHandleResponsePinned -v, and copy the printed sums.
 var pinnedResponses = map[string]string{
-	"all-annotations":   "79452fcccd1473fb9001f73ffcdf0cb9ef4e7c2baa69c853430aed74d7ec1479",
+	"all-annotations":   "3fd200803c06fc31626604550e572949737c6205e1005bf06fdab7f657ccc2ad",
 	"bare-pod":          "db5badf4e77a6d567af26c1da7f92695bc5baf4900f8ec1163031cab9e09808a",
-	"deployment-pod":    "81e0ac43a8d4676155529b59591ae797cb93e76d38d98f2bbb1748223f78f83c",
-	"harness-review":    "08c567b0430e593280cb39e8f59974431aafdc9a4901faac4f1a1185c460478b",
+	"deployment-pod":    "ae4b4721b5afad14420b5500d25b194d37ae7274f64aaf9c93aaac07d39b6f7f",
+	"harness-review":    "33119030eb66c30b0c775f67f913fbd1bd11e23235e9c490dba7ad875e5c5c00",
 	"init-and-sidecar":  "38d1416fe49a38b62cc70a79c26d90d50b087de4120742fa30d40a5d395fc2d7",
 	"job-pod":           "761c01166b067f15add73c1fb12762a092d2aa9557a0058b893e7348de159fe7",
-	"postgres-smtp-idp": "8ea85c1e6459404bae7639c9b1ab27f198fed6b343c8262f1d02213d27300253",
+	"postgres-smtp-idp": "d601dcaca5de3a7f47af76b393cee21961df063b09a1dbefd87d5cff3bc5f4ac",
 	"sidecar-container": "7f0d5808e5bd972e1aa81fa20b8c9a79ee0711247ae7f4cb46ec6965382dc586",
 	"sqlite-default":    "bc0960117bc391de7e8c0bc205fde7ed725733736d6b91703794fd7928e211b0",
 }

@@ -14,11 +14,14 @@ const (
 	VolumeConfig = "kratos-config"
 	VolumeData   = "kratos-data"
 	VolumeTmp    = "kratos-tmp"
+	// VolumeBin carries the courier gate from the injector image to the Kratos image.
+	VolumeBin = "kratos-bin"
 
 	secretVolumePrefix    = "kratos-secret-"
 	configMapVolumePrefix = "kratos-cm-"
 
 	tmpDir = "/tmp"
+	binDir = "/kratos-injector/bin"
 )
 
 // Size limits, copied into each pod: a Quantity caches its string form, so sharing one
@@ -26,6 +29,7 @@ const (
 var (
 	configSizeLimit = resource.MustParse("16Mi")
 	tmpSizeLimit    = resource.MustParse("64Mi")
+	binSizeLimit    = resource.MustParse("32Mi")
 )
 
 // SecretVolumeName is the volume of Secret name: a DNS label of at most 63 characters, equal
@@ -56,6 +60,10 @@ func volumes(s *config.Spec) ([]corev1.Volume, []corev1.VolumeMount) {
 			Medium: corev1.StorageMediumMemory, SizeLimit: &configSize}}},
 		corev1.Volume{Name: VolumeTmp, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &tmpSize}}},
 	)
+	if gatedCourier(s) {
+		binSize := binSizeLimit.DeepCopy()
+		vols = append(vols, corev1.Volume{Name: VolumeBin, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &binSize}}})
+	}
 	if s.Database == config.DatabaseSQLite {
 		vols = append(vols, corev1.Volume{Name: VolumeData, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 	}

@@ -23,6 +23,8 @@ const (
 	InjectorImage = "localhost/kratos-injector/kratos-injector:bed"
 	// InjectorBinary is where the project's image carries the binary (same as the Dockerfile).
 	InjectorBinary = "/usr/local/bin/webhook"
+	// GateBinary is where it carries the courier gate (inject.GateSource).
+	GateBinary = "/usr/local/bin/courier-gate"
 	// SmokeWebhookImage is the bed's tiny TLS webhook (hack/tools/images/smokewebhook).
 	SmokeWebhookImage = "localhost/kratos-injector/smokewebhook:bed"
 )
@@ -98,8 +100,10 @@ func buildImages(webhookBin string) ([]string, error) {
 	}
 	specs = append(specs, imageSpec{tag: KratosImage, inputs: kin, args: kargs})
 
-	specs = append(specs, imageSpec{tag: InjectorImage, inputs: []string{webhookBin},
-		args: []string{"-f", webhookBin + ":" + InjectorBinary + ":0755", "-f", etc.passwd + ":/etc/passwd:0644",
+	// The courier gate is built beside webhook (make build).
+	gateBin := filepath.Join(filepath.Dir(webhookBin), "courier-gate")
+	specs = append(specs, imageSpec{tag: InjectorImage, inputs: []string{webhookBin, gateBin},
+		args: []string{"-f", webhookBin + ":" + InjectorBinary + ":0755", "-f", gateBin + ":" + GateBinary + ":0755", "-f", etc.passwd + ":/etc/passwd:0644",
 			"-f", etc.group + ":/etc/group:0644", "-entrypoint", InjectorBinary, "-user", "65532:65532"}})
 
 	dir := filepath.Join(filepath.Dir(ToolsDir()), "images")
