@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/spf13/cobra"
 
 	"github.com/kratos-injector/kratos-injector/internal/actions"
@@ -95,6 +96,15 @@ func (o *MigrateOptions) Run(ctx context.Context) error {
 // brokenStream says whether an exec ended because its connection broke (the API server or the
 // kubelet went away mid-stream), rather than because it was refused or the command failed.
 func brokenStream(err error) bool {
+	// Over WebSocket (client-go's default for exec), a dropped connection is a close frame
+	// that never came: 1006, abnormal closure.
+	if ce, ok := errors.AsType[*websocket.CloseError](err); ok && ce.Code == websocket.CloseAbnormalClosure {
+		return true
+	}
+	// client-go's stream readers do not all wrap the error they got (%v, not %w).
+	if strings.Contains(err.Error(), "websocket: close 1006 (abnormal closure)") {
+		return true
+	}
 	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }

@@ -148,7 +148,7 @@ its control characters escaped.`,
 
 	root.AddCommand(
 		newIdentityCmd(g),
-		newMigrateCmd(g),
+		newMigrateCmd(g), newRestartCmd(g),
 		newInjectCmd(g), newStatusCmd(g),
 		newVersionCmd(g),
 	)

@@ -124,6 +124,9 @@ type PodStatus struct {
 	Ignored bool `json:"ignored,omitempty"`
 	// Reason says why the pod is not Ready (empty when it is), or why it is ignored.
 	Reason string `json:"reason,omitempty"`
+	// Stale lists the Secrets and ConfigMaps written after the pod rendered its config: Kratos
+	// runs without the change until the pod restarts (kubectl kratos restart).
+	Stale []string `json:"stale,omitempty"`
 }
 
 // ProviderStatus is an external OIDC provider of an instance.
@@ -186,10 +189,11 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 // instances reports on each instance of pods, sorted by namespace and name.
 func (o *StatusOptions) instances(ctx context.Context, k *kube, pods []corev1.Pod) []InstanceStatus {
 	secrets := &secretReader{cs: k.clientset, cache: map[string]secretResult{}}
+	inputs := &instance.InputReader{CS: k.clientset}
 	groups := instance.Group(pods)
 	out := make([]InstanceStatus, 0, len(groups))
 	for _, in := range groups {
-		st := o.instance(ctx, secrets, in)
+		st := o.instance(ctx, secrets, inputs, in)
 		st.Courier = courierStatus(ctx, k, in)
 		out = append(out, st)
 	}
@@ -232,7 +236,7 @@ func courierStatus(ctx context.Context, k *kube, in *instance.Instance) string {
 	return holder
 }
 
-func (o *StatusOptions) instance(ctx context.Context, secrets *secretReader, group *instance.Instance) InstanceStatus {
+func (o *StatusOptions) instance(ctx context.Context, secrets *secretReader, inputs *instance.InputReader, group *instance.Instance) InstanceStatus {
 	ns := group.Namespace
 	in := InstanceStatus{Namespace: ns, Name: group.Name}
 	// By name, for display (the group's own order is the plugin's choice of pod). Pods that
@@ -261,6 +265,11 @@ func (o *StatusOptions) instance(ctx context.Context, secrets *secretReader, gro
 		}
 		spec, _ := inject.ParseAnnotations(p.Annotations, "")
 		ps := podStatus(p, spec)
+		if p.DeletionTimestamp == nil {
+			// Inputs that cannot be read (no "get" on Secrets) are not reported: unknown is
+			// not stale.
+			ps.Stale, _ = inputs.Stale(ctx, p)
+		}
 		if ps.Ready {
 			in.ReadyPods++
 		}

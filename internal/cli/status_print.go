@@ -48,6 +48,14 @@ func (o *StatusOptions) printTable(rep *StatusReport) error {
 		for _, in := range rep.Instances {
 			for _, p := range in.Pods {
 				reason := p.Reason
+				if len(p.Stale) > 0 {
+					stale := "stale: " + strings.Join(p.Stale, ", ") + " changed after the config was rendered (kubectl kratos restart)"
+					if reason != "" {
+						reason += "; " + stale
+					} else {
+						reason = stale
+					}
+				}
 				if reason == "" {
 					reason = "-"
 				}

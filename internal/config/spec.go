@@ -62,6 +62,9 @@ type Spec struct {
 	Memory string `json:"memory,omitempty"`
 	// Admin is AdminLocalhost or AdminPod: where the admin API listens.
 	Admin string `json:"admin"`
+	// Metrics is MetricsOn or MetricsOff: the kratos-metrics container serves Kratos's
+	// Prometheus metrics on MetricsPort (used by injection only).
+	Metrics string `json:"metrics"`
 }
 
 // Values of Spec fields.
@@ -74,6 +77,9 @@ const (
 
 	CourierWatch = "watch"
 	CourierOff   = "off"
+
+	MetricsOn  = "true"
+	MetricsOff = "false"
 
 	SidecarNative    = "native"
 	SidecarContainer = "container"
@@ -96,6 +102,10 @@ var AllFeatures = []string{FeatureLocalIDP, FeatureMFA, FeatureVerification, Fea
 const (
 	PublicPort = 4433
 	AdminPort  = 4434
+	// MetricsUpstream is where Kratos serves its Prometheus metrics: the admin API, in the pod.
+	MetricsUpstream = "http://127.0.0.1:4434/admin/metrics/prometheus"
+	// MetricsPort serves Kratos's metrics, and nothing else, on the pod's IP (kratos-metrics).
+	MetricsPort = 4435
 
 	// DefaultInputDir is where injection mounts the referenced Secrets and ConfigMaps:
 	// <input>/secrets/<name>/<key> and <input>/configmaps/<name>/<key>.

@@ -23,6 +23,7 @@ var (
 	DatabaseValues = []string{DatabasePostgres, DatabaseSQLite}
 	MigrateValues  = []string{MigrateAuto, MigrateManual}
 	CourierValues  = []string{CourierWatch, CourierOff}
+	MetricsValues  = []string{MetricsOn, MetricsOff}
 	SidecarValues  = []string{SidecarNative, SidecarContainer}
 	AdminValues    = []string{AdminLocalhost, AdminPod}
 )
@@ -105,6 +106,7 @@ func (s *Spec) Validate() error {
 	value("cpu", s.CPU)
 	value("memory", s.Memory)
 	value("admin", s.Admin)
+	value("metrics", s.Metrics)
 
 	// Rules that tie two fields. A field that is already wrong would only add noise.
 	bad := map[string]bool{}
@@ -161,6 +163,13 @@ var valueRules = map[string]valueRule{
 	}},
 	"migrate": {rule: oneOf(MigrateValues)},
 	"courier": {rule: oneOf(CourierValues)},
+	// Injection only: a spec written before the setting existed has none.
+	"metrics": {rule: func(v string) string {
+		if v == "" {
+			return ""
+		}
+		return oneOf(MetricsValues)(v)
+	}},
 	"sidecar": {rule: oneOf(SidecarValues)},
 	"image": {rule: func(v string) string {
 		if err := ValidImage(v); err != nil {

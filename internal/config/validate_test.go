@@ -53,6 +53,7 @@ func TestValidateEveryField(t *testing.T) {
 		"senderAddress":     func(s *Spec) { s.SenderAddress = "nobody" },
 		"migrate":           func(s *Spec) { s.Migrate = "yes" },
 		"courier":           func(s *Spec) { s.Courier = "on" },
+		"metrics":           func(s *Spec) { s.Metrics = "yes" },
 		"sidecar":           func(s *Spec) { s.Sidecar = "Native" },
 		"image":             func(s *Spec) { s.Image = "Oryd/Kratos:latest" },
 		"logLevel":          func(s *Spec) { s.LogLevel = "warn" },

@@ -50,6 +50,7 @@ const (
 	AnnotationSender            = Prefix + "sender"
 	AnnotationMigrate           = Prefix + "migrate"
 	AnnotationCourier           = Prefix + "courier"
+	AnnotationMetrics           = Prefix + "metrics"
 	AnnotationSidecar           = Prefix + "sidecar"
 	AnnotationImage             = Prefix + "image"
 	AnnotationLogLevel          = Prefix + "log-level"
@@ -168,8 +169,11 @@ var Annotations = []AnnotationDef{
 		Doc:   "auto: an init container runs kratos migrate sql before Kratos starts. manual: the operator runs kubectl kratos migrate; until then Kratos does not listen and the pod stays unready.",
 		parse: parseString(func(s *config.Spec, v string) { s.Migrate = v }), fields: []string{"migrate"}},
 	{Name: AnnotationCourier, Kind: KindSetting, Default: config.CourierWatch, Values: config.CourierValues, Example: config.CourierOff,
-		Doc:   "watch: this pod's Kratos sends the queued mail (--watch-courier). off: it only queues.",
+		Doc:   "watch: queued mail is sent. With SQLite by this pod's Kratos (--watch-courier); with Postgres, whose database replicas share, by exactly one pod per database: each pod's kratos-courier container runs `kratos courier watch` only while it holds the database's courier lock (a Postgres advisory lock). off: mail is only queued.",
 		parse: parseString(func(s *config.Spec, v string) { s.Courier = v }), fields: []string{"courier"}},
+	{Name: AnnotationMetrics, Kind: KindSetting, Default: config.MetricsOn, Values: config.MetricsValues, Example: config.MetricsOff,
+		Doc:   "true: a kratos-metrics container serves Kratos's Prometheus metrics, and nothing else of the admin API, on port 4435 (named kratos-metrics, path /metrics) for Prometheus to scrape. false: no such container or port.",
+		parse: parseString(func(s *config.Spec, v string) { s.Metrics = v }), fields: []string{"metrics"}},
 	{Name: AnnotationSidecar, Kind: KindSetting, Default: config.SidecarNative, Values: config.SidecarValues, Example: config.SidecarContainer,
 		Doc:   "native: Kratos is an init container with restartPolicy Always (starts before the app, lets Jobs complete). container: a plain container, first in the pod.",
 		parse: parseString(func(s *config.Spec, v string) { s.Sidecar = v }), fields: []string{"sidecar"}},

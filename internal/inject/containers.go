@@ -3,6 +3,7 @@ package inject
 import (
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,9 +21,13 @@ const (
 	ContainerKratos  = "kratos"
 	// ContainerCourier runs the courier gate (internal/courier) with Postgres.
 	ContainerCourier = "kratos-courier"
+	// ContainerMetrics serves Kratos's metrics on the pod's IP (webhook metrics-proxy).
+	ContainerMetrics = "kratos-metrics"
 
 	PortNamePublic = "kratos-public"
 	PortNameAdmin  = "kratos-admin"
+	// PortNameMetrics is the port Prometheus scrapes (path /metrics).
+	PortNameMetrics = "kratos-metrics"
 
 	// RunAsUser is the uid of every injected container. It is set explicitly because the
 	// official Kratos image's USER is a name (ory), which the kubelet cannot check against
@@ -236,6 +241,42 @@ func courierContainer(s *config.Spec) corev1.Container {
 			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}}),
 		Resources:                res,
 		VolumeMounts:             append(kratosMounts(s), corev1.VolumeMount{Name: VolumeBin, MountPath: binDir, ReadOnly: true}),
+		TerminationMessagePolicy: terminationPolicy,
+		SecurityContext:          securityContext(),
+	}
+	if s.Sidecar == config.SidecarNative {
+		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+	}
+	return c
+}
+
+// MetricsProxyCommand is the kratos-metrics container's command, in the injector image.
+var MetricsProxyCommand = []string{"webhook", "metrics-proxy"}
+
+// Resources of kratos-metrics: a small proxy that answers a scrape now and then.
+var (
+	metricsCPURequest    = resource.MustParse("5m")
+	metricsMemoryRequest = resource.MustParse("16Mi")
+	metricsMemoryLimit   = resource.MustParse("64Mi")
+)
+
+// metricsContainer is kratos-metrics: Kratos serves its metrics only on the admin API, which
+// listens on the pod's loopback; this proxy serves that one path on the pod's IP, so
+// Prometheus can scrape it while the admin API stays unreachable from the network.
+func metricsContainer(s *config.Spec, injectorImage string) corev1.Container {
+	c := corev1.Container{
+		Name:    ContainerMetrics,
+		Image:   injectorImage,
+		Command: slices.Clone(MetricsProxyCommand),
+		Args: []string{
+			"--listen=:" + strconv.Itoa(config.MetricsPort),
+			"--upstream=" + config.MetricsUpstream,
+		},
+		Ports: []corev1.ContainerPort{{Name: PortNameMetrics, ContainerPort: config.MetricsPort, Protocol: corev1.ProtocolTCP}},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: metricsCPURequest.DeepCopy(), corev1.ResourceMemory: metricsMemoryRequest.DeepCopy()},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: metricsMemoryLimit.DeepCopy()},
+		},
 		TerminationMessagePolicy: terminationPolicy,
 		SecurityContext:          securityContext(),
 	}

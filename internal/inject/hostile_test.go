@@ -225,14 +225,15 @@ func TestTerminationMessageIsNeverTheLog(t *testing.T) {
 	for _, annotations := range []map[string]string{
 		{AnnotationMigrate: config.MigrateAuto},
 		{AnnotationMigrate: config.MigrateAuto, AnnotationSidecar: config.SidecarContainer},
+		{AnnotationMigrate: config.MigrateAuto, AnnotationDatabaseSecret: "pg"},
 	} {
 		res, err := Inject(labelledPod(annotations), testOptions)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cs := injected(res.Pod)
-		if len(cs) != 3 {
-			t.Fatalf("%d injected containers, want kratos-config, kratos-migrate and kratos", len(cs))
+		if len(cs) < 4 {
+			t.Fatalf("%d injected containers, want kratos-config, kratos-migrate, kratos, kratos-metrics (and kratos-courier with Postgres)", len(cs))
 		}
 		for _, c := range cs {
 			if c.TerminationMessagePolicy != corev1.TerminationMessageReadFile {

@@ -128,6 +128,9 @@ func (in *Injector) Inject(pod *corev1.Pod) (*Result, error) {
 	if gatedCourier(spec) {
 		kratos = append(kratos, courierContainer(spec))
 	}
+	if spec.Metrics == config.MetricsOn {
+		kratos = append(kratos, metricsContainer(spec, in.opts.InjectorImage))
+	}
 	if spec.Sidecar == config.SidecarNative {
 		// After render and migrate, before the app's init containers: those may already use Kratos.
 		ps.InitContainers = append(append(ours, kratos...), ps.InitContainers...)
@@ -169,13 +172,15 @@ func conflicts(pod *corev1.Pod) []Problem {
 		for i := range cs {
 			c := &cs[i]
 			switch c.Name {
-			case ContainerConfig, ContainerMigrate, ContainerKratos, ContainerCourier:
+			case ContainerConfig, ContainerMigrate, ContainerKratos, ContainerCourier, ContainerMetrics:
 				problems = append(problems, Problem{fmt.Sprintf("%s[%s]", field, c.Name), "container name is reserved for the injected Kratos: rename the container"})
 			}
 			for _, p := range c.Ports {
-				if p.ContainerPort == config.PublicPort || p.ContainerPort == config.AdminPort || p.Name == PortNamePublic || p.Name == PortNameAdmin {
+				if p.ContainerPort == config.PublicPort || p.ContainerPort == config.AdminPort || p.ContainerPort == config.MetricsPort ||
+					p.Name == PortNamePublic || p.Name == PortNameAdmin || p.Name == PortNameMetrics {
 					problems = append(problems, Problem{fmt.Sprintf("%s[%s].ports", field, c.Name),
-						fmt.Sprintf("port %d (%s) clashes with Kratos's ports %d and %d (%s, %s)", p.ContainerPort, p.Name, config.PublicPort, config.AdminPort, PortNamePublic, PortNameAdmin)})
+						fmt.Sprintf("port %d (%s) clashes with Kratos's ports %d, %d and %d (%s, %s, %s)", p.ContainerPort, p.Name,
+							config.PublicPort, config.AdminPort, config.MetricsPort, PortNamePublic, PortNameAdmin, PortNameMetrics)})
 				}
 			}
 		}

@@ -99,6 +99,9 @@ func checkInvariants(t *testing.T, in, out *corev1.Pod) {
 	if spec.Database == config.DatabasePostgres && spec.Courier == config.CourierWatch {
 		kratos = append(kratos, ContainerCourier)
 	}
+	if spec.Metrics == config.MetricsOn {
+		kratos = append(kratos, ContainerMetrics)
+	}
 	if spec.Sidecar == config.SidecarNative {
 		ours = append(ours, kratos...)
 	} else {

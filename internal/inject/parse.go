@@ -72,6 +72,7 @@ func ParseAnnotations(annotations map[string]string, kratosImage string) (*confi
 		Image:         kratosImage,
 		LogLevel:      DefaultLogLevel,
 		Admin:         config.AdminLocalhost,
+		Metrics:       config.MetricsOn,
 	}
 	var problems []Problem
 	invalid := settingProblems(s, annotations)

@@ -21,7 +21,7 @@ func TestDefaults(t *testing.T) {
 		Features:   []string{config.FeatureLocalIDP, config.FeatureRecovery},
 		SenderName: "Kratos", SenderAddress: "no-reply@localhost", Migrate: config.MigrateAuto,
 		Courier: config.CourierWatch, Sidecar: config.SidecarNative, Image: "oryd/kratos:v1.3.1",
-		LogLevel: "info", Admin: config.AdminLocalhost,
+		LogLevel: "info", Admin: config.AdminLocalhost, Metrics: config.MetricsOn,
 	}
 	if d := cmp.Diff(want, s); d != "" {
 		t.Errorf("defaults (-want +got):\n%s", d)
@@ -262,12 +262,13 @@ func TestTable(t *testing.T) {
 		AnnotationSMTPSecret, AnnotationIDPSecrets, AnnotationSecretsSecret, AnnotationIdentitySchemas, AnnotationDefaultSchema,
 		AnnotationConfig, AnnotationPublicURL, AnnotationUIURL, AnnotationReturnURL, AnnotationAllowedReturnURLs,
 		AnnotationCORSOrigins, AnnotationHydraAdminURL, AnnotationFeatures, AnnotationSender, AnnotationMigrate,
-		AnnotationCourier, AnnotationSidecar, AnnotationImage, AnnotationLogLevel, AnnotationCPU, AnnotationMemory, AnnotationAdmin} {
+		AnnotationCourier, AnnotationSidecar, AnnotationImage, AnnotationLogLevel, AnnotationCPU, AnnotationMemory, AnnotationAdmin,
+		AnnotationMetrics} {
 		if !seen[k] {
 			t.Errorf("%s missing from Annotations", k)
 		}
 	}
-	if len(seen) != 27 {
+	if len(seen) != 28 {
 		t.Errorf("%d entries", len(seen))
 	}
 }

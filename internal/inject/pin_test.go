@@ -22,15 +22,15 @@ import (
 // Refresh (only for an intended change of the output): go test ./internal/inject/ -run
 // TestHandleResponsePinned -v, and copy the printed sums.
 var pinnedResponses = map[string]string{
-	"all-annotations":   "3fd200803c06fc31626604550e572949737c6205e1005bf06fdab7f657ccc2ad",
-	"bare-pod":          "db5badf4e77a6d567af26c1da7f92695bc5baf4900f8ec1163031cab9e09808a",
-	"deployment-pod":    "ae4b4721b5afad14420b5500d25b194d37ae7274f64aaf9c93aaac07d39b6f7f",
-	"harness-review":    "33119030eb66c30b0c775f67f913fbd1bd11e23235e9c490dba7ad875e5c5c00",
-	"init-and-sidecar":  "38d1416fe49a38b62cc70a79c26d90d50b087de4120742fa30d40a5d395fc2d7",
-	"job-pod":           "761c01166b067f15add73c1fb12762a092d2aa9557a0058b893e7348de159fe7",
-	"postgres-smtp-idp": "d601dcaca5de3a7f47af76b393cee21961df063b09a1dbefd87d5cff3bc5f4ac",
-	"sidecar-container": "7f0d5808e5bd972e1aa81fa20b8c9a79ee0711247ae7f4cb46ec6965382dc586",
-	"sqlite-default":    "bc0960117bc391de7e8c0bc205fde7ed725733736d6b91703794fd7928e211b0",
+	"all-annotations":   "16046baf6ad65957bfda2f66e652812842dbf3893b6847472909877b302eee0f",
+	"bare-pod":          "92d2d2403f50d45dad99af5bf2fa8785e568315d8e97f80d74d734dbeede2bfd",
+	"deployment-pod":    "9ca006652f2e7123c11e04b828d7ad14ac608278b6acbfb5c8cb542bffd8ff96",
+	"harness-review":    "df9812ebaeac828342310995d92de1e3fe7df430dce62f1f4eee9c45dba4d16d",
+	"init-and-sidecar":  "21068fa3656e8a42e06f621e165276261726236fb18cb85f796f3febf1a33f5a",
+	"job-pod":           "e5042f3b15c5fddfa5f34a06563167f88f2ed3bf1221598bf3917da27d576b39",
+	"postgres-smtp-idp": "1066ace5fd84fd5e3b20f8b4ee93d49ef2917d4e1f6e6806712980371c4409b0",
+	"sidecar-container": "d4063ba2276040112b125d6a5ee0cb0a28baaec27670ffe9ac808eb1c31d2b9f",
+	"sqlite-default":    "ccb1f81965db71b756615ce4f8db8b1f6ce4b228a7f9932188bd7a20de9474c2",
 }
 
 // canonicalPatch sorts the operations on labels and annotations, which come last and in map

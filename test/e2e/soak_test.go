@@ -8,13 +8,10 @@ package e2e
 // It is behind the soak build tag so that `make e2e` neither runs nor skips it.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -332,38 +329,10 @@ func nextPageToken(link string) string {
 // the real node (found through its cgroup), 0 if there is none.
 func podProcessRSS(t *testing.T, uid, comm string) int64 {
 	t.Helper()
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		c, err := os.ReadFile(filepath.Join(d, "comm"))
-		if err != nil || strings.TrimSpace(string(c)) != comm {
-			continue
-		}
-		cg, err := os.ReadFile(filepath.Join(d, "cgroup"))
-		if err != nil || !(strings.Contains(string(cg), uid) || strings.Contains(string(cg), strings.ReplaceAll(uid, "-", "_"))) {
-			continue
-		}
-		pid, _ := strconv.Atoi(filepath.Base(d))
-		return procRSS(pid)
-	}
-	t.Logf("no %s process found for pod %s", comm, uid)
-	return 0
-}
-
-// procRSS reads VmRSS of a process, in bytes.
-func procRSS(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
+	pid := podProcess(uid, comm)
+	if pid == 0 {
+		t.Logf("no %s process found for pod %s", comm, uid)
 		return 0
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb * 1024
-		}
-	}
-	return 0
+	return procRSS(pid)
 }
-
-func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
