@@ -96,6 +96,9 @@ func (o *MigrateOptions) Run(ctx context.Context) error {
 // brokenStream says whether an exec ended because its connection broke (the API server or the
 // kubelet went away mid-stream), rather than because it was refused or the command failed.
 func brokenStream(err error) bool {
+	if err == nil {
+		return false
+	}
 	// Over WebSocket (client-go's default for exec), a dropped connection is a close frame
 	// that never came: 1006, abnormal closure.
 	if ce, ok := errors.AsType[*websocket.CloseError](err); ok && ce.Code == websocket.CloseAbnormalClosure {

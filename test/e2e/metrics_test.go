@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/kratos-injector/kratos-injector/internal/config"
 	"github.com/kratos-injector/kratos-injector/internal/inject"
@@ -56,7 +57,8 @@ func TestMetricsScrapedFromPodIP(t *testing.T) {
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("GET %s/metrics: %d %v\n%s", base, code, err, body)
 	}
-	families, err := (&expfmt.TextParser{}).TextToMetricFamilies(strings.NewReader(body))
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
 	if err != nil {
 		t.Fatalf("the scrape does not parse as the Prometheus text format: %v", err)
 	}
