@@ -31,7 +31,7 @@ import (
 // The examples are checked against the CRDs' schemas on the API server rather than decoded into
 // the operator's Go types: its API module (v0.95.2) would upgrade k8s.io/utils,
 // k8s.io/kube-openapi and k8s.io/apiextensions-apiserver in this module's graph. Server-side
-// apply with fieldValidation=Strict is the stricter check anyway: unknown and duplicate fields
+// apply with fieldValidation=Strict is as strict and checks more: unknown and duplicate fields
 // are errors, and values must pass the schema (types, enums, patterns, CEL rules) as they would
 // in a cluster.
 
@@ -143,8 +143,9 @@ func established(ctx context.Context, d dynamic.Interface, name string) error {
 	return nil
 }
 
-// apply is `kubectl apply --server-side --force-conflicts --validate=strict`: unknown or
-// duplicate fields are rejected, not dropped (pruned) with a warning as by default.
+// apply is `kubectl apply --server-side --force-conflicts --validate=strict`. Server-side apply
+// itself rejects a field the schema lacks (it builds a typed patch from the object); Strict also
+// makes a duplicate field an error instead of a warning.
 func apply(ctx context.Context, d dynamic.Interface, gvr schema.GroupVersionResource, u *unstructured.Unstructured) error {
 	data, err := u.MarshalJSON()
 	if err != nil {
@@ -320,9 +321,9 @@ func TestRejectsWrongField(t *testing.T) {
 			if err == nil {
 				t.Fatalf("the API server accepted the broken %s", c.file)
 			}
-			// Schema violations are 422 Invalid; fields the schema lacks fail earlier, when server-side
-			// apply builds its typed patch (500, whatever the field validation). Either way the
-			// message must name the broken field.
+			// Values the schema refuses are 422 Invalid; fields it lacks, or of the wrong type, fail
+			// earlier, when server-side apply builds its typed patch. Either way the message must
+			// name the broken field.
 			if !strings.Contains(err.Error(), c.reason) {
 				t.Fatalf("want an error naming %q, got %v", c.reason, err)
 			}
