@@ -32,7 +32,7 @@ unit:
 
 ## integration: the package tests that start real components through internal/testbed
 ## (kube-apiserver + etcd + kwok, a real Kratos, Postgres): the actions, the plugin, instance
-## discovery, self-signed TLS, the webhook server, the manifests
+## discovery, self-signed TLS, the webhook server, the manifests, the monitoring examples
 integration: tools
 	go test $(GO_TEST_FLAGS) $$(hack/testpkgs.sh integration)
 
