@@ -20,12 +20,17 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
       -o /out/webhook ./cmd/webhook && \
     CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X github.com/kratos-injector/kratos-injector/internal/version.Version=${VERSION}" \
-      -o /out/courier-gate ./cmd/courier-gate
+      -o /out/courier-gate ./cmd/courier-gate && \
+    CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X github.com/kratos-injector/kratos-injector/internal/version.Version=${VERSION}" \
+      -o /out/metrics-proxy ./cmd/metrics-proxy
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/webhook /usr/local/bin/webhook
 # The courier gate: copied by the injected kratos-config container into the pod, where the
 # kratos-courier container runs it next to Kratos (internal/courier).
 COPY --from=build /out/courier-gate /usr/local/bin/courier-gate
+# The kratos-metrics container's proxy (cmd/metrics-proxy), on PATH.
+COPY --from=build /out/metrics-proxy /usr/local/bin/metrics-proxy
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/webhook"]

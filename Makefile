@@ -21,6 +21,7 @@ build:
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/webhook ./cmd/webhook
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kubectl-kratos ./cmd/kubectl-kratos
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/courier-gate ./cmd/courier-gate
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/metrics-proxy ./cmd/metrics-proxy
 
 ## tools: build/install the real test components (cached by version), print where they are
 tools:

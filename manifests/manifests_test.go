@@ -538,6 +538,8 @@ func TestDockerfileMatchesBed(t *testing.T) {
 		"COPY --from=build /out/webhook " + testbed.InjectorBinary,
 		"COPY --from=build /out/courier-gate " + testbed.GateBinary,
 		"./cmd/courier-gate",
+		"COPY --from=build /out/metrics-proxy " + testbed.MetricsProxyBinary,
+		"./cmd/metrics-proxy",
 		"CGO_ENABLED=0",
 		"go build -trimpath",
 		"./cmd/webhook",

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/kratos-injector/kratos-injector/internal/metricsproxy"
 )
 
 // Spec is the validated, non-secret description of one Kratos instance. It is produced by
@@ -103,9 +105,9 @@ const (
 	PublicPort = 4433
 	AdminPort  = 4434
 	// MetricsUpstream is where Kratos serves its Prometheus metrics: the admin API, in the pod.
-	MetricsUpstream = "http://127.0.0.1:4434/admin/metrics/prometheus"
+	MetricsUpstream = metricsproxy.Upstream
 	// MetricsPort serves Kratos's metrics, and nothing else, on the pod's IP (kratos-metrics).
-	MetricsPort = 4435
+	MetricsPort = metricsproxy.Port
 
 	// DefaultInputDir is where injection mounts the referenced Secrets and ConfigMaps:
 	// <input>/secrets/<name>/<key> and <input>/configmaps/<name>/<key>.

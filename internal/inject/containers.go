@@ -149,6 +149,10 @@ func kratosResources(s *config.Spec) corev1.ResourceRequirements {
 	}
 }
 
+// preStopSeconds is how long Kratos keeps serving once its pod is being deleted; pods keep
+// their terminationGracePeriodSeconds (30 by default), of which this is a part.
+const preStopSeconds = 5
+
 // sqaOptOut keeps Kratos from sending telemetry (the flag covers serve, the env var migrate).
 func sqaOptOut() []corev1.EnvVar { return []corev1.EnvVar{{Name: "SQA_OPT_OUT", Value: "true"}} }
 
@@ -203,6 +207,11 @@ func kratosContainer(s *config.Spec) corev1.Container {
 		StartupProbe:   startup,
 		ReadinessProbe: &corev1.Probe{ProbeHandler: httpGet("/health/ready"), PeriodSeconds: 5, TimeoutSeconds: 2, FailureThreshold: 3},
 		LivenessProbe:  &corev1.Probe{ProbeHandler: httpGet("/health/alive"), PeriodSeconds: 10, TimeoutSeconds: 2, FailureThreshold: 3},
+		// Kratos stops listening as soon as it gets SIGTERM, while Services and ingresses may
+		// still send it requests until they see the pod terminating: keep serving a few
+		// seconds first, so a rolling restart loses no request (the kubelet's own sleep action:
+		// the Kratos image needs no shell).
+		Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: preStopSeconds}}},
 		// Not its log: Kratos's errors may quote secrets (see terminationPolicy).
 		TerminationMessagePolicy: terminationPolicy,
 		SecurityContext:          securityContext(),
@@ -250,8 +259,9 @@ func courierContainer(s *config.Spec) corev1.Container {
 	return c
 }
 
-// MetricsProxyCommand is the kratos-metrics container's command, in the injector image.
-var MetricsProxyCommand = []string{"webhook", "metrics-proxy"}
+// MetricsProxyCommand is the kratos-metrics container's command: the injector image carries
+// metrics-proxy (cmd/metrics-proxy) on its PATH, beside webhook.
+var MetricsProxyCommand = []string{"metrics-proxy"}
 
 // Resources of kratos-metrics: a small proxy that answers a scrape now and then.
 var (

@@ -22,15 +22,15 @@ import (
 // Refresh (only for an intended change of the output): go test ./internal/inject/ -run
 // TestHandleResponsePinned -v, and copy the printed sums.
 var pinnedResponses = map[string]string{
-	"all-annotations":   "16046baf6ad65957bfda2f66e652812842dbf3893b6847472909877b302eee0f",
-	"bare-pod":          "92d2d2403f50d45dad99af5bf2fa8785e568315d8e97f80d74d734dbeede2bfd",
-	"deployment-pod":    "9ca006652f2e7123c11e04b828d7ad14ac608278b6acbfb5c8cb542bffd8ff96",
-	"harness-review":    "df9812ebaeac828342310995d92de1e3fe7df430dce62f1f4eee9c45dba4d16d",
-	"init-and-sidecar":  "21068fa3656e8a42e06f621e165276261726236fb18cb85f796f3febf1a33f5a",
-	"job-pod":           "e5042f3b15c5fddfa5f34a06563167f88f2ed3bf1221598bf3917da27d576b39",
-	"postgres-smtp-idp": "1066ace5fd84fd5e3b20f8b4ee93d49ef2917d4e1f6e6806712980371c4409b0",
-	"sidecar-container": "d4063ba2276040112b125d6a5ee0cb0a28baaec27670ffe9ac808eb1c31d2b9f",
-	"sqlite-default":    "ccb1f81965db71b756615ce4f8db8b1f6ce4b228a7f9932188bd7a20de9474c2",
+	"all-annotations":   "28d0be971c4fd6d4da2abd1649b87c3e18d4cd32571d8908605fb95d2d872ffd",
+	"bare-pod":          "531cd6604578f0ef2483533b56355edcb0ba368bf19775a3453e677df1d5eb41",
+	"deployment-pod":    "50ce7521dbd49972eb55b53743f9363d65a5d48d1a972e70e0970459ef77624c",
+	"harness-review":    "899d1989eb6a94e839d8611143956f86b5ef9a8d89d96ef785efc15b28161ade",
+	"init-and-sidecar":  "6fb26c7a9c515763ffe90591cfee7ebaca6207db069a90feeef3935b94e87692",
+	"job-pod":           "99a8bd6954b34ff2ccf26d6d336f09a35e2592f367ec088d944d77eab5b9f6c9",
+	"postgres-smtp-idp": "3691fae28eb96a560e0a2825bd64ec773f183395c3b3847e857d38d33ba44580",
+	"sidecar-container": "8ad5402d0883b7d84f156b27dbd2565df5da70b96503482c5e9b2f70d375d357",
+	"sqlite-default":    "2c641a37dbcdf0f2dfa1054f0cf1a5fd4e7a00c30de7812d00851c6c2071cd41",
 }
 
 // canonicalPatch sorts the operations on labels and annotations, which come last and in map

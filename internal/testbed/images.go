@@ -25,6 +25,8 @@ const (
 	InjectorBinary = "/usr/local/bin/webhook"
 	// GateBinary is where it carries the courier gate (inject.GateSource).
 	GateBinary = "/usr/local/bin/courier-gate"
+	// MetricsProxyBinary is the kratos-metrics container's command (inject.MetricsProxyCommand).
+	MetricsProxyBinary = "/usr/local/bin/metrics-proxy"
 	// SmokeWebhookImage is the bed's tiny TLS webhook (hack/tools/images/smokewebhook).
 	SmokeWebhookImage = "localhost/kratos-injector/smokewebhook:bed"
 )
@@ -102,8 +104,10 @@ func buildImages(webhookBin string) ([]string, error) {
 
 	// The courier gate is built beside webhook (make build).
 	gateBin := filepath.Join(filepath.Dir(webhookBin), "courier-gate")
-	specs = append(specs, imageSpec{tag: InjectorImage, inputs: []string{webhookBin, gateBin},
-		args: []string{"-f", webhookBin + ":" + InjectorBinary + ":0755", "-f", gateBin + ":" + GateBinary + ":0755", "-f", etc.passwd + ":/etc/passwd:0644",
+	proxyBin := filepath.Join(filepath.Dir(webhookBin), "metrics-proxy")
+	specs = append(specs, imageSpec{tag: InjectorImage, inputs: []string{webhookBin, gateBin, proxyBin},
+		args: []string{"-f", webhookBin + ":" + InjectorBinary + ":0755", "-f", gateBin + ":" + GateBinary + ":0755",
+			"-f", proxyBin + ":" + MetricsProxyBinary + ":0755", "-f", etc.passwd + ":/etc/passwd:0644",
 			"-f", etc.group + ":/etc/group:0644", "-entrypoint", InjectorBinary, "-user", "65532:65532"}})
 
 	dir := filepath.Join(filepath.Dir(ToolsDir()), "images")

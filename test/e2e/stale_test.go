@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 
 	"github.com/kratos-injector/kratos-injector/internal/config"
 	"github.com/kratos-injector/kratos-injector/internal/instance"
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 // A rotated SMTP password: the SMTP server (Mailpit with authentication) takes only the new
@@ -34,6 +37,15 @@ func TestRotatedSecretStaleThenRestart(t *testing.T) {
 	}
 	opts := mailpitOptions()
 	opts.Name, opts.AuthFile = "mailpit-rotate", authFile
+	// Kratos sends credentials over TLS only: implicit TLS with the bed's own certificate.
+	ca, err := testbed.NewCA("rotate-smtp-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteServing(dir, opts.SMTPListen, opts.SMTPListen); err != nil {
+		t.Fatal(err)
+	}
+	opts.TLSCertFile, opts.TLSKeyFile, opts.RequireTLS = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), true
 	m, err := b.StartMailpit(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +53,7 @@ func TestRotatedSecretStaleThenRestart(t *testing.T) {
 	ns := namespace(t, s, "rotate")
 	if _, err := s.CP.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "smtp"},
 		StringData: map[string]string{"host": m.SMTPHost, "port": fmt.Sprint(m.SMTPPort), "user": user, "password": oldPW,
-			"transport_security": "none"}}, createOpts); err != nil {
+			"transport_security": "tls", "skip_ssl_verify": "true"}}, createOpts); err != nil {
 		t.Fatal(err)
 	}
 	dep := deployment("rot", 1, map[string]string{injectLabel: "true"}, map[string]string{"kratos-injector.io/smtp-secret": "smtp"}, realNodeSpec(n))
@@ -131,5 +143,132 @@ func TestRotatedSecretStaleThenRestart(t *testing.T) {
 	}
 	if out := kubectlKratos(t, s, ns, "status"); strings.Contains(out, "stale") {
 		t.Errorf("the restarted pod is still reported stale:\n%s", out)
+	}
+}
+
+// A rotated database password under traffic: the role gets a new password, the Secret follows,
+// every pod is marked stale, and `kubectl kratos restart --wait` rolls the three replicas while
+// a client polls /health/ready on every Ready endpoint of their Service, as a Service's proxy
+// would route: it sees no failure, and the new pods run with the new password.
+func TestRotatedDatabasePasswordRollsWithoutFailures(t *testing.T) {
+	s, n := node(t)
+	_, _ = webhook(t)
+	p := postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	ns := namespace(t, s, "rotate-db")
+	db, err := p.NewDatabase(ctx, "rotdb", "rotate-db-Old-Pa55word")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CP.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		StringData: map[string]string{"host": n.IP, "port": fmt.Sprint(db.Port), "username": db.User, "password": db.Password,
+			"dbname": db.Name, "sslmode": "disable"}}, createOpts); err != nil {
+		t.Fatal(err)
+	}
+	spec := realNodeSpec(n)
+	spec.TerminationGracePeriodSeconds = nil // the default 30 s: room for Kratos's preStop
+	dep := deployment("rotdb", 3, map[string]string{injectLabel: "true"}, map[string]string{
+		"kratos-injector.io/database-secret": "db", "kratos-injector.io/migrate": "auto"}, spec)
+	if _, err := s.CP.Client.AppsV1().Deployments(ns).Create(ctx, dep, createOpts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CP.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "rotdb"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "rotdb"}, ClusterIP: corev1.ClusterIPNone,
+			Ports: []corev1.ServicePort{{Name: "public", Port: config.PublicPort}}}}, createOpts); err != nil {
+		t.Fatal(err)
+	}
+	old := waitPods(t, s.CP.Client, ns, "app=rotdb", 4*time.Minute, podsReady(3))
+
+	// The poller: the Service's Ready endpoints (its EndpointSlices), each asked /health/ready.
+	var polls, failures atomic.Int64
+	var lastFailure atomic.Value
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hc := &http.Client{Timeout: 2 * time.Second}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			slices, err := s.CP.Client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=rotdb"})
+			if err != nil {
+				continue
+			}
+			for _, sl := range slices.Items {
+				for _, ep := range sl.Endpoints {
+					if ep.Conditions.Ready == nil || !*ep.Conditions.Ready || len(ep.Addresses) == 0 {
+						continue
+					}
+					polls.Add(1)
+					resp, err := hc.Get(fmt.Sprintf("http://%s:%d/health/ready", ep.Addresses[0], config.PublicPort))
+					if err == nil {
+						resp.Body.Close()
+						if resp.StatusCode != http.StatusOK {
+							err = fmt.Errorf("%s: %s", ep.Addresses[0], resp.Status)
+						}
+					}
+					if err != nil {
+						failures.Add(1)
+						lastFailure.Store(err.Error())
+					}
+				}
+			}
+		}
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-done
+	}()
+
+	// Rotate: the role first (running pods keep their authenticated connections), then the Secret.
+	const newPW = "rotate-db-New-Pa55word"
+	if _, err := p.SQL(ctx, "postgres", fmt.Sprintf("ALTER ROLE %s PASSWORD %s", db.User, testbed.QuoteLiteral(newPW))); err != nil {
+		t.Fatal(err)
+	}
+	rememberSecret("the rotated database password", newPW)
+	time.Sleep(1100 * time.Millisecond)
+	sec, err := s.CP.Client.CoreV1().Secrets(ns).Get(ctx, "db", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec.Data["password"] = []byte(newPW)
+	if _, err := s.CP.Client.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if out := kubectlKratos(t, s, ns, "status"); strings.Count(out, "stale: Secret db changed") != 3 {
+		t.Fatalf("want the 3 pods marked stale after the password changed:\n%s", out)
+	}
+	start := time.Now()
+	out := kubectlKratos(t, s, ns, "restart", "--wait", "--timeout", "5m")
+	if !strings.Contains(out, "deployment.apps/rotdb successfully rolled out") {
+		t.Fatalf("restart output:\n%s", out)
+	}
+	rolled := time.Since(start)
+	time.Sleep(3 * time.Second)
+	close(stop)
+	<-done
+	pods := waitPods(t, s.CP.Client, ns, "app=rotdb", time.Minute, podsReady(3))
+	for _, np := range pods {
+		for _, op := range old {
+			if np.Name == op.Name {
+				t.Errorf("pod %s survived the restart", np.Name)
+			}
+		}
+	}
+	t.Logf("restart --wait rolled 3 replicas in %s; %d polls of /health/ready through the Ready endpoints, %d failed (last: %v)",
+		rolled.Round(time.Millisecond), polls.Load(), failures.Load(), lastFailure.Load())
+	if failures.Load() != 0 {
+		t.Errorf("%d of %d polls failed during the rollout, want 0", failures.Load(), polls.Load())
+	}
+	if out := kubectlKratos(t, s, ns, "status"); strings.Contains(out, "stale") {
+		t.Errorf("pods still stale after the restart:\n%s", out)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package metricsproxy_test
 
 import (
 	"io"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kratos-injector/kratos-injector/internal/metricsproxy"
 )
 
 // The proxy passes the metrics through and nothing else of the admin API behind it.
@@ -22,7 +24,7 @@ func TestMetricsProxy(t *testing.T) {
 		_, _ = io.WriteString(w, "kratos_up 1\n")
 	}))
 	defer admin.Close()
-	proxy := httptest.NewServer(metricsProxy(admin.URL+"/admin/metrics/prometheus", time.Second))
+	proxy := httptest.NewServer(metricsproxy.Handler(admin.URL+"/admin/metrics/prometheus", time.Second))
 	defer proxy.Close()
 
 	get := func(method, path string) (int, string, string) {
