@@ -228,14 +228,22 @@ func TestIdentityLifecycleThroughPortForward(t *testing.T) {
 	}
 
 	r = kk(t, "", append(g, "identity", "list", "--page-size", "2", "-o", "json")...).ok(t, "list")
-	var list []struct {
-		ID string `json:"id"`
+	var list struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Items      []struct {
+			ID   string `json:"id"`
+			Kind string `json:"kind"`
+		} `json:"items"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
 		t.Fatal(err)
 	}
+	if list.APIVersion != "v1" || list.Kind != "List" || len(list.Items) == 0 || list.Items[0].Kind != "Identity" {
+		t.Fatalf("list -o json is not a kubectl List of Identity: %.300s", r.stdout)
+	}
 	found := false
-	for _, i := range list {
+	for _, i := range list.Items {
 		found = found || i.ID == id
 	}
 	if !found {

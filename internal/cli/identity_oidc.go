@@ -38,7 +38,7 @@ func newOIDCListCmd(g *Globals) *cobra.Command {
 		RunE:    runE(o),
 	}
 	o.Ref.add(cmd)
-	o.Output.add(cmd, false)
+	o.Output.addObjects(cmd, false)
 	return cmd
 }
 
@@ -67,8 +67,12 @@ func (o *OIDCListOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return a.Explain(err)
 	}
-	if o.Output.structured() {
-		return o.Output.printStructured(o.g.Streams.Out, res)
+	if !o.Output.table() {
+		l, err := oidcList(res)
+		if err != nil {
+			return err
+		}
+		return o.Output.printObject(o.g.Streams.Out, l, nil)
 	}
 	if len(res.Accounts) == 0 {
 		fmt.Fprintf(o.g.Streams.ErrOut, "No OIDC account linked to %s.\n", identityName(res.IdentityID))
