@@ -1,4 +1,13 @@
 package cli
 
+import "io"
+
 // RawControls is rawControls, for the external tests.
 var RawControls = rawControls
+
+// SetTerminal makes the prompt of confirmFlags see a terminal (or not) until the test ends.
+func SetTerminal(t interface{ Cleanup(func()) }, yes bool) {
+	old := isTerminal
+	isTerminal = func(io.Reader) bool { return yes }
+	t.Cleanup(func() { isTerminal = old })
+}

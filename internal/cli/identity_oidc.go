@@ -90,6 +90,7 @@ type OIDCUnlinkOptions struct {
 	g            *Globals
 	Ref          refFlags
 	CredentialID string
+	DryRun       dryRunFlags
 	Output       outputFlags
 }
 
@@ -104,6 +105,7 @@ func newOIDCUnlinkCmd(g *Globals) *cobra.Command {
 	}
 	o.Ref.add(cmd)
 	cmd.Flags().StringVar(&o.CredentialID, "credential-id", "", "the linked account's identifier, PROVIDER:SUBJECT, as `oidc list` shows it (required)")
+	o.DryRun.add(cmd)
 	o.Output.add(cmd, false)
 	return cmd
 }
@@ -123,15 +125,28 @@ func (o *OIDCUnlinkOptions) Validate() error {
 	if o.CredentialID == "" {
 		return errors.New("--credential-id is required (see `kubectl kratos identity oidc list`)")
 	}
+	if err := o.DryRun.Validate(); err != nil {
+		return err
+	}
 	return o.Output.Validate()
 }
 
 func (o *OIDCUnlinkOptions) Run(ctx context.Context) error {
+	if o.DryRun.client() {
+		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, &actions.Plan{Action: "oidc-unlink", Change: "unlink the OIDC account " + o.CredentialID}, givenName(o.Ref.ref()))
+	}
 	a, err := o.g.connectAdmin(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	if o.DryRun.server() {
+		p, err := actions.PlanUnlinkOIDC(ctx, a.APIClient, o.Ref.ref(), o.CredentialID)
+		if err != nil {
+			return a.Explain(err)
+		}
+		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, p, "")
+	}
 	res, err := actions.UnlinkOIDC(ctx, a.APIClient, o.Ref.ref(), o.CredentialID)
 	if err != nil {
 		return a.Explain(err)
