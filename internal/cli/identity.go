@@ -39,6 +39,13 @@ func (r *refFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&r.Email, "email", "", "address the identity by its email login identifier instead of its ID (must match exactly one)")
 }
 
+// completeRef completes the identity ID argument and --email of cmd with the identities of the
+// selected instance.
+func completeRef(g *Globals, cmd *cobra.Command, maxArgs int) {
+	cmd.ValidArgsFunction = g.completeIdentities(false, maxArgs)
+	_ = cmd.RegisterFlagCompletionFunc("email", g.completeIdentities(true, 0))
+}
+
 func (r *refFlags) complete(args []string) {
 	if len(args) == 1 {
 		r.ID = args[0]

@@ -34,6 +34,7 @@ More than one identity needs --yes, or a y/N answer when standard input is a ter
 		RunE: runE(o),
 	}
 	cmd.Flags().StringArrayVar(&o.Emails, "email", nil, "address an identity by its email login identifier instead of its ID (must match exactly one); repeatable")
+	completeRef(g, cmd, 0)
 	o.DryRun.add(cmd)
 	o.Confirm.add(cmd)
 	o.Output.add(cmd, false)

@@ -29,6 +29,7 @@ func newGetCmd(g *Globals) *cobra.Command {
 		RunE: runE(o),
 	}
 	o.Ref.add(cmd)
+	completeRef(g, cmd, 1)
 	o.Output.addObjects(cmd, true)
 	return cmd
 }

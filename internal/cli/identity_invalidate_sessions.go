@@ -26,6 +26,7 @@ func newInvalidateSessionsCmd(g *Globals) *cobra.Command {
 		RunE:  runE(o),
 	}
 	o.Ref.add(cmd)
+	completeRef(g, cmd, 1)
 	o.DryRun.add(cmd)
 	o.Output.add(cmd, false)
 	return cmd

@@ -38,6 +38,7 @@ func newOIDCListCmd(g *Globals) *cobra.Command {
 		RunE:    runE(o),
 	}
 	o.Ref.add(cmd)
+	completeRef(g, cmd, 1)
 	o.Output.addObjects(cmd, false)
 	return cmd
 }
@@ -104,7 +105,12 @@ func newOIDCUnlinkCmd(g *Globals) *cobra.Command {
 		RunE:    runE(o),
 	}
 	o.Ref.add(cmd)
+	completeRef(g, cmd, 1)
 	cmd.Flags().StringVar(&o.CredentialID, "credential-id", "", "the linked account's identifier, PROVIDER:SUBJECT, as `oidc list` shows it (required)")
+	_ = cmd.RegisterFlagCompletionFunc("credential-id", func(c *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		o.Ref.complete(args)
+		return g.completeOIDC(c, o.Ref.ref(), toComplete)
+	})
 	o.DryRun.add(cmd)
 	o.Output.add(cmd, false)
 	return cmd

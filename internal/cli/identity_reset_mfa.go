@@ -31,6 +31,7 @@ func newResetMFACmd(g *Globals) *cobra.Command {
 		RunE: runE(o),
 	}
 	o.Ref.add(cmd)
+	completeRef(g, cmd, 1)
 	cmd.Flags().StringVar(&o.Type, "type", "", "second factor to remove: "+strings.Join(actions.MFATypes, ", ")+" (required)")
 	_ = cmd.RegisterFlagCompletionFunc("type", cobra.FixedCompletions(actions.MFATypes, cobra.ShellCompDirectiveNoFileComp))
 	o.DryRun.add(cmd)

@@ -34,6 +34,7 @@ a new password.`,
 		RunE: runE(o),
 	}
 	o.Ref.add(cmd)
+	completeRef(g, cmd, 1)
 	cmd.Flags().DurationVar(&o.ExpiresIn, "expires-in", time.Hour, "lifetime of the recovery code issued when no password is given")
 	o.Password.add(cmd)
 	o.DryRun.add(cmd)

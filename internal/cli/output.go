@@ -51,7 +51,9 @@ func (o *outputFlags) add(cmd *cobra.Command, wide bool) {
 	o.Format = formatTable
 	cmd.Flags().StringVarP(&o.Format, "output", "o", o.Format, "output format: "+strings.Join(o.formats(), "|"))
 	cmd.Flags().BoolVar(&o.NoHeaders, "no-headers", false, "table output without the header line")
-	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(o.formats(), cobra.ShellCompDirectiveNoFileComp))
+	if !o.objects { // addObjects registers more
+		_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(o.formats(), cobra.ShellCompDirectiveNoFileComp))
+	}
 }
 
 // addObjects offers, on top of add's formats, every kubectl printer for objects.
@@ -63,8 +65,12 @@ func (o *outputFlags) addObjects(cmd *cobra.Command, wide bool) {
 	o.print.TemplatePrinterFlags.AddFlags(cmd)
 	o.print.OutputFlagSpecified = func() bool { return cmd.Flag("output").Changed }
 	completions := append(o.formats(), customColumns+"=", customColumnsFile+"=")
+	// The template formats take their template after "=": offered with it, as custom-columns.
+	for _, f := range o.print.TemplatePrinterFlags.AllowedFormats() {
+		completions = append(completions, f+"=")
+	}
 	for _, f := range o.print.AllowedFormats() {
-		if !slices.Contains(completions, f) {
+		if !slices.Contains(completions, f) && !slices.Contains(completions, f+"=") {
 			completions = append(completions, f)
 		}
 	}

@@ -146,6 +146,7 @@ its control characters escaped.`,
 	pf.DurationVar(&g.AdminTimeout, "admin-timeout", DefaultAdminTimeout, "give up on the Kratos admin API after this long: opening the port-forward, and each request "+
 		"(its answer included); requests to the Kubernetes API server follow --request-timeout")
 
+	_ = root.RegisterFlagCompletionFunc("instance", g.completeInstances)
 	root.AddCommand(
 		newIdentityCmd(g),
 		newMigrateCmd(g),
