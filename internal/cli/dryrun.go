@@ -131,9 +131,10 @@ func (c *confirmFlags) add(cmd *cobra.Command) {
 	cmd.Flags().BoolVarP(&c.Yes, "yes", "y", false, "do not ask for confirmation when acting on more than one identity (required when standard input is not a terminal)")
 }
 
-// isTerminal is whether r is a terminal; a variable so that tests can answer the prompt.
-var isTerminal = func(r io.Reader) bool {
-	f, ok := r.(*os.File)
+// isTerminal is whether s (standard input or error) is a terminal; a variable so that tests
+// can answer the prompt.
+var isTerminal = func(s any) bool {
+	f, ok := s.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 

@@ -25,6 +25,8 @@ func newIdentityCmd(g *Globals) *cobra.Command {
 		newInvalidateSessionsCmd(g),
 		newResetMFACmd(g),
 		newOIDCCmd(g),
+		newExportCmd(g),
+		newImportCmd(g),
 	)
 	return cmd
 }

@@ -30,7 +30,7 @@ type migrateLog struct {
 	sawInfo bool
 	// lastWarning and lastErr keep a repeated message from being shown twice.
 	lastWarning, lastErr string
-	tail    []string // the last raw lines, shown when the migration fails without an error line
+	tail                 []string // the last raw lines, shown when the migration fails without an error line
 }
 
 const migrateTailLines = 20
