@@ -62,6 +62,8 @@ func (o *outputFlags) addObjects(cmd *cobra.Command, wide bool) {
 	o.print = genericclioptions.NewPrintFlags("")
 	o.print.OutputFormat = &o.Format
 	o.add(cmd, wide)
+	cmd.Flags().Lookup("output").Usage = "output format: " + strings.Join(o.formats(), "|") +
+		"|name|jsonpath=TEMPLATE|jsonpath-file=FILE|go-template=TEMPLATE|go-template-file=FILE|custom-columns=SPEC|custom-columns-file=FILE"
 	o.print.TemplatePrinterFlags.AddFlags(cmd)
 	o.print.OutputFlagSpecified = func() bool { return cmd.Flag("output").Changed }
 	completions := append(o.formats(), customColumns+"=", customColumnsFile+"=")

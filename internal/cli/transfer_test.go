@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kratos-injector/kratos-injector/internal/actions/kratostest"
+	"github.com/kratos-injector/kratos-injector/internal/cli"
 )
 
 // transferN is the number of identities TestExportImport moves; KRATOSTEST_TRANSFER_N sets
@@ -213,8 +215,7 @@ func TestExportImport(t *testing.T) {
 	if _, err := dst.LoginPassword(ctx, "user-00001@transfer.test", "wrong-password"); err == nil {
 		t.Error("a wrong password signs in: the check proves nothing")
 	}
-	r = kk(t, "", "--admin-url", dst.AdminURL, "identity", "oidc", "list", "--email", "user-00000@transfer.test", "-o", "json").ok(t, "oidc list")
-	// The social account has no login identifier: find it in the copy's export.
+	// The social account has no login identifier: it is found in the copy's export.
 	if !strings.Contains(after["social@transfer.test"], `"providers":[{"provider":"github","subject":"4242"}]`) {
 		t.Errorf("the OIDC link did not survive: %s", after["social@transfer.test"])
 	}
@@ -227,6 +228,7 @@ func TestExportImport(t *testing.T) {
 	if want := fmt.Sprintf("0 created, %d skipped (identifier taken), 0 failed", n+2); !strings.Contains(r.stdout, want) {
 		t.Fatalf("import again printed %q, want %q", r.stdout, want)
 	}
+	t.Logf("import again: %s", strings.TrimSpace(r.stdout))
 	r = kk(t, "", "--admin-url", dst.AdminURL, "identity", "list", "-o", "name").ok(t, "list")
 	if got := strings.Count(r.stdout, "\n"); got != n+2 {
 		t.Fatalf("%d identities on the second Kratos after importing twice, want %d", got, n+2)
@@ -279,5 +281,14 @@ func TestImportFailures(t *testing.T) {
 	sort.Ints(lines)
 	if fmt.Sprint(lines) != "[1 2 3 5 6]" {
 		t.Errorf("failed lines %v, want [1 2 3 5 6]", lines)
+	}
+
+	// On a terminal, a progress bar over the file's lines, cleared before each message and at
+	// the end.
+	cli.SetTerminal(t, true)
+	r = kk(t, "", g...)
+	if !regexp.MustCompile(`\r\[=* *\] +\d+% \d+/6: \d+ created, \d+ skipped, \d+ failed`).MatchString(r.stderr) ||
+		!strings.Contains(r.stderr, "\r\x1b[K") || !strings.Contains(r.stderr, "error: line 2: ") {
+		t.Errorf("no progress bar on a terminal: %q", r.stderr)
 	}
 }
