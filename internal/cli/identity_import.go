@@ -87,7 +87,7 @@ type importResult struct {
 }
 
 func (o *ImportOptions) Run(ctx context.Context) error {
-	var in io.Reader = o.g.Streams.In
+	in := o.g.Streams.In
 	name := "standard input"
 	total := 0
 	if o.Filename != "-" {
