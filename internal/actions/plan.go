@@ -25,6 +25,13 @@ type Plan struct {
 	NoOp bool `json:"noop"`
 }
 
+// Resolve returns the identity ref designates (one GET by ID, one lookup by email), or a
+// NotFoundError or an AmbiguousError: for a caller that checks several identities before
+// acting on any.
+func Resolve(ctx context.Context, c *client.APIClient, ref Ref) (*client.Identity, error) {
+	return resolve(ctx, c, ref)
+}
+
 // PlanDelete checks that ref designates exactly one identity, and counts its sessions.
 func PlanDelete(ctx context.Context, c *client.APIClient, ref Ref) (*Plan, error) {
 	i, err := resolve(ctx, c, ref)

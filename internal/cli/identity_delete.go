@@ -92,37 +92,50 @@ func (o *DeleteOptions) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.Close()
-	// Look every identity up first: an unknown or ambiguous one deletes nothing.
-	plans := make([]*actions.Plan, 0, len(refs))
-	seen := map[string]bool{}
-	for _, r := range refs {
-		p, err := actions.PlanDelete(ctx, a.APIClient, r)
-		if err != nil {
-			return a.Explain(err)
-		}
-		if !seen[p.IdentityID] { // an ID and an email may name the same identity
-			seen[p.IdentityID] = true
-			plans = append(plans, p)
-		}
-	}
 	if o.DryRun.server() {
-		for _, p := range plans {
+		for _, r := range refs {
+			p, err := actions.PlanDelete(ctx, a.APIClient, r)
+			if err != nil {
+				return a.Explain(err)
+			}
 			if err := o.DryRun.printPlan(w, &o.Output, p, ""); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if len(plans) > 1 {
-		if err := o.Confirm.confirm(o.g, fmt.Sprintf("Delete %d identities and their sessions?", len(plans))); err != nil {
-			return err
+	// One identity: delete it (by email, after the lookup that refuses ambiguity). Several:
+	// look every one up first, so that an unknown or ambiguous one deletes nothing, then ask.
+	ids := []string{}
+	if len(refs) == 1 {
+		ids = append(ids, "")
+	} else {
+		seen := map[string]bool{}
+		for _, r := range refs {
+			i, err := actions.Resolve(ctx, a.APIClient, r)
+			if err != nil {
+				return a.Explain(err)
+			}
+			if !seen[i.Id] { // an ID and an email may name the same identity
+				seen[i.Id] = true
+				ids = append(ids, i.Id)
+			}
+		}
+		if len(ids) > 1 {
+			if err := o.Confirm.confirm(o.g, fmt.Sprintf("Delete %d identities and their sessions?", len(ids))); err != nil {
+				return err
+			}
 		}
 	}
 	var failed int
-	for _, p := range plans {
-		id, err := actions.DeleteIdentity(ctx, a.APIClient, actions.Ref{ID: p.IdentityID})
+	for _, target := range ids {
+		ref := actions.Ref{ID: target}
+		if target == "" {
+			ref = refs[0]
+		}
+		id, err := actions.DeleteIdentity(ctx, a.APIClient, ref)
 		if err != nil {
-			if len(plans) == 1 {
+			if len(ids) == 1 {
 				return a.Explain(err)
 			}
 			failed++
@@ -138,7 +151,7 @@ func (o *DeleteOptions) Run(ctx context.Context) error {
 		fmt.Fprintf(w, "%s deleted\n", identityName(id))
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d of %d identities not deleted (see above)", failed, len(plans))
+		return fmt.Errorf("%d of %d identities not deleted (see above)", failed, len(ids))
 	}
 	return nil
 }

@@ -298,6 +298,21 @@ func postgresHost(h string) (string, error) {
 	return h, nil
 }
 
+// PostgresDSN is the DSN Kratos gets from the database Secret name holding data, as `webhook
+// render` composes it from the mounted Secret: for the plugin, which reads the Secret through
+// the API to look at the database itself (migrate --status). Errors name the Secret and key,
+// never a value.
+func PostgresDSN(name string, data map[string][]byte) (string, error) {
+	s := &source{kind: "secret", name: name, data: data}
+	if data == nil {
+		s.data = map[string][]byte{}
+	}
+	if len(s.data) == 0 {
+		return "", s.fail("", "has no keys")
+	}
+	return postgresDSN(s)
+}
+
 // databaseDSN renders dsn for the spec's database.
 func (r *renderer) databaseDSN() (string, error) {
 	if r.spec.Database == DatabaseSQLite {
