@@ -21,12 +21,15 @@ type MigrateOptions struct {
 	// Log streams Kratos's own log instead of the progress lines and the summary.
 	Log    bool
 	DryRun dryRunFlags
+	// Status lists the pending migrations instead of migrating.
+	Status bool
+	Output outputFlags
 }
 
 func newMigrateCmd(g *Globals) *cobra.Command {
 	o := &MigrateOptions{g: g}
 	cmd := &cobra.Command{
-		Use:   "migrate [--timeout DURATION]",
+		Use:   "migrate [--timeout DURATION] [--log] [--status]",
 		Short: "Migrate the instance's database (kratos migrate sql) from inside its Kratos container",
 		Long: `Run "kratos migrate sql -e --yes -c <rendered config>" in the kratos container of a running pod
 of the instance. Kratos v1.3 does not listen until its database is migrated, so the pod may be
@@ -37,17 +40,25 @@ It prints a line per migration applied ("applied VERSION NAME"), Kratos's warnin
 and a summary ("applied 663 migrations in 2.1s"), read from Kratos's log; --log (-v) shows that
 log as Kratos writes it instead.
 
+--status lists the migrations that are pending, and changes nothing. Kratos v1.3.1 has no
+"migrate status" ("kratos migrate sql" without --yes computes the plan but prints it empty),
+so the plugin reads the versions recorded in the database's schema_migration table, as Kratos
+does, and compares them with the migrations of the pods' Kratos release (those of v1.3.1 are
+built into the plugin). It reads the database Secret the pods' annotation names (RBAC: get
+secrets) and connects to the database: through a port-forward when its host is a Service of
+the cluster (get services, list endpointslices, create pods/portforward there), directly
+otherwise. SQLite databases live inside each pod and are migrated before Kratos starts.
+
 --dry-run=client prints the command it would run; --dry-run=server also finds the pod it
-would run in (read-only). Kratos v1.3.1 cannot tell which migrations are pending without
-applying them ("kratos migrate sql" without --yes computes the plan, prints it empty and asks
-to apply it), so no dry run lists them; "kubectl kratos status" says whether the database is
-behind (the pod is not Ready: "database not migrated").`,
+would run in (read-only).`,
 		Args: noArgs,
 		RunE: runE(o),
 	}
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up waiting for the migration after this long")
 	cmd.Flags().BoolVarP(&o.Log, "log", "v", false, "show Kratos's log as it writes it, instead of a line per migration and a summary")
+	cmd.Flags().BoolVar(&o.Status, "status", false, "list the pending migrations (read from the database's schema_migration table) instead of migrating")
 	o.DryRun.add(cmd)
+	o.Output.add(cmd, false)
 	return cmd
 }
 
@@ -63,7 +74,16 @@ func (o *MigrateOptions) Validate() error {
 	if o.Timeout <= 0 {
 		return fmt.Errorf("--timeout %s: must be positive", o.Timeout)
 	}
-	return o.DryRun.Validate()
+	if err := o.DryRun.Validate(); err != nil {
+		return err
+	}
+	if o.Status && (o.DryRun.strategy != dryRunNone || o.Log) {
+		return errors.New("--status changes nothing and shows no log: it goes with neither --dry-run nor --log")
+	}
+	if !o.Status && o.Output.structured() {
+		return errors.New("-o json|yaml goes with --status")
+	}
+	return o.Output.Validate()
 }
 
 func (o *MigrateOptions) Run(ctx context.Context) error {
@@ -79,6 +99,9 @@ func (o *MigrateOptions) Run(ctx context.Context) error {
 	in, err := o.g.findInstance(ctx, k)
 	if err != nil {
 		return err
+	}
+	if o.Status {
+		return o.runStatus(ctx, k, in)
 	}
 	pod, err := in.KratosRunningPod()
 	if err != nil {

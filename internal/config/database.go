@@ -325,3 +325,28 @@ func (r *renderer) databaseDSN() (string, error) {
 	}
 	return postgresDSN(s)
 }
+
+// PgxConfig is the connection config of dsn (PostgresDSN's) as Kratos connects with it: the
+// pool parameters, which Kratos strips, stripped; cockroach:// read as postgres://. Its error
+// never quotes the DSN (pgx's would, password included).
+func PgxConfig(dsn string) (*pgx.ConnConfig, error) {
+	cleaned := dsn
+	if parts := strings.Split(dsn, "?"); len(parts) == 2 {
+		q, err := url.ParseQuery(parts[1])
+		if err != nil {
+			return nil, errors.New(dsnQuery)
+		}
+		for _, p := range kratosPoolParams {
+			q.Del(p)
+		}
+		cleaned = parts[0] + "?" + q.Encode()
+	}
+	if rest, ok := strings.CutPrefix(cleaned, "cockroach://"); ok {
+		cleaned = "postgres://" + rest
+	}
+	cfg, err := pgx.ParseConfig(cleaned)
+	if err != nil {
+		return nil, errors.New(dsnDriver)
+	}
+	return cfg, nil
+}
