@@ -261,13 +261,10 @@ func ImportIdentities(ctx context.Context, c *client.APIClient, r io.Reader, opt
 			continue
 		}
 		st.Lines++
-		var l importLine
-		if jerr := json.Unmarshal(line, &l); jerr != nil {
-			fail(ImportFailure{Line: lineNo, Reason: "not an identity in JSON: " + jerr.Error()})
-		} else if body, berr := l.body(st.Dropped); berr != nil {
-			fail(ImportFailure{Line: lineNo, Identifier: l.identifier(), Reason: berr.Error()})
+		if p, f := parseImportLine(lineNo, line, st.Dropped); f != nil {
+			fail(*f)
 		} else {
-			batch = append(batch, pending{line: lineNo, identifier: l.identifier(), body: body})
+			batch = append(batch, p)
 		}
 		if opts.FailFast && st.Failed > 0 {
 			break
@@ -284,6 +281,117 @@ func ImportIdentities(ctx context.Context, c *client.APIClient, r io.Reader, opt
 	// The identities read before a --fail-fast stop are created: they precede the failure.
 	if err := flush(); err != nil {
 		return st, err
+	}
+	if len(st.Dropped) == 0 {
+		st.Dropped = nil
+	}
+	if st.Failed > 0 {
+		return st, fmt.Errorf("%d of %d identities: %w", st.Failed, st.Lines, ErrImportFailed)
+	}
+	return st, nil
+}
+
+// parseImportLine reads one line of an import file.
+func parseImportLine(lineNo int, line []byte, dropped map[string]int) (pending, *ImportFailure) {
+	var l importLine
+	if err := json.Unmarshal(line, &l); err != nil {
+		return pending{}, &ImportFailure{Line: lineNo, Reason: "not an identity in JSON: " + err.Error()}
+	}
+	body, err := l.body(dropped)
+	if err != nil {
+		return pending{}, &ImportFailure{Line: lineNo, Identifier: l.identifier(), Reason: err.Error()}
+	}
+	return pending{line: lineNo, identifier: l.identifier(), body: body}, nil
+}
+
+// PlanImport is the dry run of ImportIdentities: it reads r as the import would and counts
+// what it would do, creating nothing. With c nil (a client dry run) it contacts nothing: every
+// identity that parses counts as created. With c (a server dry run) it also checks, with
+// read-only calls, that each identity's schema exists (once per schema) and whether its
+// identifier is taken (one lookup per identity: a conflict). Both count an identifier that an
+// earlier line of the file has as a conflict. Traits are checked against their schema by
+// Kratos only when it creates the identity: a dry run does not see that failure.
+func PlanImport(ctx context.Context, c *client.APIClient, r io.Reader, opts ImportOptions) (ImportStats, error) {
+	st := ImportStats{Dropped: map[string]int{}}
+	if opts.OnConflict == "" {
+		opts.OnConflict = OnConflictSkip
+	}
+	fail := func(f ImportFailure) {
+		if f.Conflict && opts.OnConflict == OnConflictSkip {
+			st.Skipped++
+			return
+		}
+		st.Failed++
+		if opts.Failure != nil {
+			opts.Failure(f)
+		}
+	}
+	schemas := map[string]error{}
+	firstLine := map[string]int{} // identifier -> the line that has it first
+	br := bufio.NewReaderSize(r, 64<<10)
+	for lineNo := 1; ; lineNo++ {
+		line, err := readLine(br)
+		if errors.Is(err, io.EOF) && len(line) == 0 {
+			break
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			if !errors.Is(err, errLineTooLong) {
+				return st, fmt.Errorf("read line %d: %w", lineNo, err)
+			}
+			st.Lines++
+			fail(ImportFailure{Line: lineNo, Reason: err.Error()})
+			continue
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		st.Lines++
+		p, f := parseImportLine(lineNo, line, st.Dropped)
+		if f != nil {
+			fail(*f)
+			continue
+		}
+		if p.identifier != "" {
+			if first, dup := firstLine[p.identifier]; dup {
+				fail(ImportFailure{Line: lineNo, Identifier: p.identifier, Conflict: true, Reason: fmt.Sprintf("line %d has this identifier already", first)})
+				continue
+			}
+			firstLine[p.identifier] = lineNo
+		}
+		if c != nil {
+			schema := p.body.SchemaId
+			serr, checked := schemas[schema]
+			if !checked {
+				_, resp, err := c.IdentityAPI.GetIdentitySchema(ctx, schema).Execute()
+				if err != nil {
+					err = apiError("get identity schema "+schema, resp, err)
+					if statusOf(err) != http.StatusNotFound {
+						return st, err
+					}
+					serr = fmt.Errorf("identity schema %q does not exist in this Kratos", schema)
+				}
+				schemas[schema] = serr
+			}
+			if serr != nil {
+				fail(ImportFailure{Line: lineNo, Identifier: p.identifier, Reason: serr.Error()})
+				continue
+			}
+			if p.identifier != "" {
+				existing, err := findByEmail(ctx, c, p.identifier)
+				if err != nil {
+					return st, err
+				}
+				if len(existing) > 0 {
+					fail(ImportFailure{Line: lineNo, Identifier: p.identifier, Conflict: true,
+						Reason: "identity " + existing[0].Id + " has this identifier already"})
+					continue
+				}
+			}
+		}
+		st.Created++
+		if opts.Progress != nil && st.Lines%500 == 0 {
+			opts.Progress(st)
+		}
 	}
 	if len(st.Dropped) == 0 {
 		st.Dropped = nil

@@ -69,6 +69,7 @@ func (d *dryRunFlags) Validate() error {
 
 func (d *dryRunFlags) client() bool { return d.strategy == dryRunClient }
 func (d *dryRunFlags) server() bool { return d.strategy == dryRunServer }
+func (d *dryRunFlags) any() bool    { return d.strategy != dryRunNone }
 
 func (d *dryRunFlags) suffix() string {
 	if d.server() {

@@ -23,6 +23,7 @@ type ImportOptions struct {
 	Batch      int
 	OnConflict string
 	FailFast   bool
+	DryRun     dryRunFlags
 	Output     outputFlags
 }
 
@@ -42,7 +43,11 @@ reported with its line number and Kratos's reason, and the others go on (--fail-
 the first). An identity whose identifier (email, username) is taken on the target is skipped
 (--on-conflict skip, the default), so importing the same file again creates nothing twice; with
 --on-conflict fail it counts as a failure. The exit status is 1 when an identity failed.
-A progress bar is shown when standard error is a terminal.`,
+A progress bar is shown when standard error is a terminal.
+
+--dry-run=client reads and checks the file without contacting anything; --dry-run=server also
+checks, read-only, that each identity's schema exists and whether its identifier is taken (one
+lookup per identity). Neither creates anything.`,
 		Example: `  kubectl kratos identity import -f identities.jsonl
   kubectl kratos identity export -n old | kubectl kratos identity import -n new -f - --batch 1000`,
 		Args: noArgs,
@@ -54,6 +59,7 @@ A progress bar is shown when standard error is a terminal.`,
 	cmd.Flags().StringVar(&o.OnConflict, "on-conflict", actions.OnConflictSkip, "an identity whose identifier is taken: skip, or fail")
 	_ = cmd.RegisterFlagCompletionFunc("on-conflict", cobra.FixedCompletions([]string{actions.OnConflictSkip, actions.OnConflictFail}, cobra.ShellCompDirectiveNoFileComp))
 	cmd.Flags().BoolVar(&o.FailFast, "fail-fast", false, "stop at the first identity that cannot be imported")
+	o.DryRun.add(cmd)
 	o.Output.add(cmd, false)
 	return cmd
 }
@@ -72,6 +78,9 @@ func (o *ImportOptions) Validate() error {
 	}
 	if !slices.Contains([]string{actions.OnConflictSkip, actions.OnConflictFail}, o.OnConflict) {
 		return fmt.Errorf("--on-conflict %q: want skip or fail", o.OnConflict)
+	}
+	if err := o.DryRun.Validate(); err != nil {
+		return err
 	}
 	if o.Output.Format == formatWide {
 		return errors.New(`-o "wide": want one of table, json, yaml`)
@@ -106,11 +115,14 @@ func (o *ImportOptions) Run(ctx context.Context) error {
 			return fmt.Errorf("-f: %w", err)
 		}
 	}
-	a, err := o.g.connectAdmin(ctx)
-	if err != nil {
-		return err
+	var a *admin
+	if !o.DryRun.client() {
+		var err error
+		if a, err = o.g.connectAdmin(ctx); err != nil {
+			return err
+		}
+		defer a.Close()
 	}
-	defer a.Close()
 
 	start := time.Now()
 	res := importResult{Failures: []actions.ImportFailure{}}
@@ -125,17 +137,32 @@ func (o *ImportOptions) Run(ctx context.Context) error {
 		},
 		Progress: func(st actions.ImportStats) { bar.show(st, total, time.Since(start)) },
 	}
-	st, err := actions.ImportIdentities(ctx, a.APIClient, in, opts)
+	var st actions.ImportStats
+	var err error
+	switch {
+	case o.DryRun.client():
+		st, err = actions.PlanImport(ctx, nil, in, opts)
+	case o.DryRun.server():
+		st, err = actions.PlanImport(ctx, a.APIClient, in, opts)
+	default:
+		st, err = actions.ImportIdentities(ctx, a.APIClient, in, opts)
+	}
 	bar.clear()
 	took := time.Since(start)
 	res.ImportStats, res.Seconds = st, took.Seconds()
 	if err != nil && !errors.Is(err, actions.ErrImportFailed) {
-		return fmt.Errorf("import %s: %w (%d created before it stopped)", name, a.Explain(err), st.Created)
+		if a != nil {
+			err = a.Explain(err)
+		}
+		return fmt.Errorf("import %s: %w (%d created before it stopped)", name, err, st.Created)
 	}
 	if o.Output.structured() {
 		if perr := o.Output.printStructured(o.g.Streams.Out, res); perr != nil {
 			return perr
 		}
+	} else if o.DryRun.any() {
+		fmt.Fprintf(o.g.Streams.Out, "Would import %s: %s, %d would be created, %d skipped (identifier taken), %d failed %s.\n",
+			name, plural(st.Lines, "identity"), st.Created, st.Skipped, st.Failed, o.DryRun.suffix())
 	} else {
 		fmt.Fprintf(o.g.Streams.Out, "Imported %s: %s, %d created, %d skipped (identifier taken), %d failed, in %s%s.\n",
 			name, plural(st.Lines, "identity"), st.Created, st.Skipped, st.Failed, took.Round(10*time.Millisecond), rate(st.Created, took))

@@ -23,6 +23,7 @@ import (
 
 	"github.com/kratos-injector/kratos-injector/internal/actions/kratostest"
 	"github.com/kratos-injector/kratos-injector/internal/cli"
+	"github.com/kratos-injector/kratos-injector/internal/instance/clustertest"
 )
 
 // transferN is the number of identities TestExportImport moves; KRATOSTEST_TRANSFER_N sets
@@ -251,8 +252,28 @@ func TestImportFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := []string{"--admin-url", srv.AdminURL, "identity", "import", "-f", file}
+	count := func() int {
+		return strings.Count(kk(t, "", "--admin-url", srv.AdminURL, "identity", "list", "-o", "name").ok(t, "list").stdout, "\n")
+	}
+	before := count()
 
-	r := kk(t, "", append(g, "--fail-fast")...)
+	// Dry runs first: the file's problems, nothing created. The client one contacts nothing
+	// (--admin-url points nowhere).
+	r := kk(t, "", "--admin-url", "http://"+clustertest.ClosedAddr(t), "identity", "import", "-f", file, "--dry-run")
+	if r.code != 1 || !strings.Contains(r.stdout, "5 identities, 3 would be created, 1 skipped (identifier taken), 1 failed (dry run)") ||
+		!strings.Contains(r.stderr, "error: line 2: not an identity in JSON") {
+		t.Fatalf("--dry-run=client: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = kk(t, "", append(g, "--dry-run=server", "--on-conflict", "fail")...)
+	if r.code != 1 || !strings.Contains(r.stdout, "5 identities, 3 would be created, 0 skipped (identifier taken), 2 failed (server dry run)") ||
+		!strings.Contains(r.stderr, "error: line 5 (a-"+tag+"@import.test): line 1 has this identifier already") {
+		t.Fatalf("--dry-run=server: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
+	}
+	if after := count(); after != before {
+		t.Fatalf("dry runs created identities: %d -> %d", before, after)
+	}
+
+	r = kk(t, "", append(g, "--fail-fast")...)
 	if r.code != 1 || !strings.Contains(r.stderr, "error: line 2: not an identity in JSON") || strings.Contains(r.stderr, "line 3") ||
 		!strings.Contains(r.stdout, "2 identities, 1 created, 0 skipped (identifier taken), 1 failed") {
 		t.Fatalf("--fail-fast: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
@@ -281,6 +302,12 @@ func TestImportFailures(t *testing.T) {
 	sort.Ints(lines)
 	if fmt.Sprint(lines) != "[1 2 3 5 6]" {
 		t.Errorf("failed lines %v, want [1 2 3 5 6]", lines)
+	}
+
+	// A server dry run now sees the identifiers taken.
+	r = kk(t, "", append(g, "--dry-run=server")...)
+	if !strings.Contains(r.stdout, "5 identities, 1 would be created, 3 skipped (identifier taken), 1 failed (server dry run)") {
+		t.Errorf("--dry-run=server after the import: %q %q", r.stdout, r.stderr)
 	}
 
 	// On a terminal, a progress bar over the file's lines, cleared before each message and at
