@@ -100,7 +100,7 @@ func (o *ExportOptions) Run(ctx context.Context) error {
 		return fmt.Errorf("%w (%d identities written)", a.Explain(err), n)
 	}
 	took := time.Since(start)
-	fmt.Fprintf(o.g.Streams.ErrOut, "Exported %s in %s%s.\n", plural(n, "identity"), took.Round(10*time.Millisecond), rate(n, took))
+	fmt.Fprintf(o.g.Streams.ErrOut, "Exported %s in %s%s.\n", identities(n), took.Round(10*time.Millisecond), rate(n, took))
 	return nil
 }
 
@@ -112,12 +112,10 @@ func rate(n int, d time.Duration) string {
 	return fmt.Sprintf(" (%.0f/s)", float64(n)/d.Seconds())
 }
 
-func plural(n int, what string) string {
+// identities is "1 identity", "2 identities".
+func identities(n int) string {
 	if n == 1 {
-		return "1 " + what
+		return "1 identity"
 	}
-	if what == "identity" {
-		return fmt.Sprintf("%d identities", n)
-	}
-	return fmt.Sprintf("%d %ss", n, what)
+	return fmt.Sprintf("%d identities", n)
 }

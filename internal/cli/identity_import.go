@@ -162,10 +162,10 @@ func (o *ImportOptions) Run(ctx context.Context) error {
 		}
 	} else if o.DryRun.any() {
 		fmt.Fprintf(o.g.Streams.Out, "Would import %s: %s, %d would be created, %d skipped (identifier taken), %d failed %s.\n",
-			name, plural(st.Lines, "identity"), st.Created, st.Skipped, st.Failed, o.DryRun.suffix())
+			name, identities(st.Lines), st.Created, st.Skipped, st.Failed, o.DryRun.suffix())
 	} else {
 		fmt.Fprintf(o.g.Streams.Out, "Imported %s: %s, %d created, %d skipped (identifier taken), %d failed, in %s%s.\n",
-			name, plural(st.Lines, "identity"), st.Created, st.Skipped, st.Failed, took.Round(10*time.Millisecond), rate(st.Created, took))
+			name, identities(st.Lines), st.Created, st.Skipped, st.Failed, took.Round(10*time.Millisecond), rate(st.Created, took))
 		if len(st.Dropped) > 0 {
 			var parts []string
 			for t, n := range st.Dropped {
@@ -176,7 +176,7 @@ func (o *ImportOptions) Run(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("import %s: %s not imported (see above)", name, plural(st.Failed, "identity"))
+		return fmt.Errorf("import %s: %s not imported (see above)", name, identities(st.Failed))
 	}
 	return nil
 }
