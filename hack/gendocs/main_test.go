@@ -222,6 +222,7 @@ func TestKrewManifest(t *testing.T) {
 			Homepage         string `json:"homepage"`
 			ShortDescription string `json:"shortDescription"`
 			Description      string `json:"description"`
+			Caveats          string `json:"caveats"`
 			Platforms        []struct {
 				Selector struct {
 					MatchLabels map[string]string `json:"matchLabels"`
@@ -238,6 +239,13 @@ func TestKrewManifest(t *testing.T) {
 	if p.APIVersion != "krew.googlecontainertools.github.com/v1alpha2" || p.Kind != "Plugin" || p.Metadata.Name != "kratos" ||
 		p.Spec.Version != tag || !strings.HasPrefix(p.Spec.Homepage, "https://") || p.Spec.ShortDescription == "" || p.Spec.Description == "" {
 		t.Errorf("plugin: %+v", p)
+	}
+	// The completion script ships in the archive; the caveats say how to put it on the PATH.
+	if fi, err := os.Stat(filepath.Join(repoRoot, "plugins", "kubectl_complete-kratos")); err != nil || fi.Mode()&0o111 == 0 {
+		t.Errorf("plugins/kubectl_complete-kratos: %v (must exist and be executable)", err)
+	}
+	if !strings.Contains(p.Spec.Caveats, "kubectl_complete-kratos") {
+		t.Errorf("the caveats do not say how to install kubectl_complete-kratos: %q", p.Spec.Caveats)
 	}
 	seen := map[string]bool{}
 	for _, pl := range p.Spec.Platforms {

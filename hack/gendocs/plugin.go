@@ -24,7 +24,9 @@ func pluginDoc() ([]byte, error) {
 	fmt.Fprintf(&b, generatedHeader, "the cobra command tree of internal/cli")
 	b.WriteString("# `kubectl kratos` command reference\n\n")
 	b.WriteString("Install the binary `kubectl-kratos` on your PATH (or with krew: `plugins/kratos.yaml`); kubectl then runs it as `kubectl kratos`. " +
-		"Exit status: 0 success, 1 failure, 2 usage error; an interrupted command (Ctrl-C, SIGTERM) exits 1 with `error: interrupted`.\n\n")
+		"Exit status: 0 success, 1 failure, 2 usage error; an interrupted command (Ctrl-C, SIGTERM) exits 1 with `error: interrupted`. " +
+		"Shell completion under kubectl (1.26+): put `plugins/kubectl_complete-kratos` on your PATH next to `kubectl-kratos`; " +
+		"`kubectl kratos <TAB>` then completes commands, flags and their values, instance names and identity IDs and emails.\n\n")
 
 	cmds := commands(root)
 	b.WriteString("| Command | What it does |\n|---|---|\n")

@@ -83,6 +83,24 @@ type UnlinkOIDCResult struct {
 // identifier `<provider>:<subject>` (as `oidc list` shows it). An identifier that is not linked is
 // refused with the list of those that are.
 func UnlinkOIDC(ctx context.Context, c *client.APIClient, ref Ref, identifier string) (*UnlinkOIDCResult, error) {
+	i, err := linkedOIDC(ctx, c, ref, identifier)
+	if err != nil {
+		return nil, err
+	}
+	op := fmt.Sprintf("unlink OIDC account %s from identity %s", identifier, i.Id)
+	resp, err := c.IdentityAPI.DeleteIdentityCredentials(ctx, i.Id, "oidc").Identifier(identifier).Execute()
+	if err != nil {
+		return nil, apiError(op, resp, err)
+	}
+	if err := noContent(op, resp); err != nil {
+		return nil, err
+	}
+	return &UnlinkOIDCResult{IdentityID: i.Id, Identifier: identifier}, nil
+}
+
+// linkedOIDC returns the identity of ref when identifier is one of its linked external accounts,
+// else an error naming those that are.
+func linkedOIDC(ctx context.Context, c *client.APIClient, ref Ref, identifier string) (*client.Identity, error) {
 	if identifier == "" {
 		return nil, invalidf("a credential identifier (<provider>:<subject>) is required")
 	}
@@ -104,13 +122,5 @@ func UnlinkOIDC(ctx context.Context, c *client.APIClient, ref Ref, identifier st
 		return nil, fmt.Errorf("identity %s has no linked OIDC account %q; linked: %s: %w",
 			i.Id, identifier, strings.Join(linked, ", "), ErrNotFound)
 	}
-	op := fmt.Sprintf("unlink OIDC account %s from identity %s", identifier, i.Id)
-	resp, err := c.IdentityAPI.DeleteIdentityCredentials(ctx, i.Id, "oidc").Identifier(identifier).Execute()
-	if err != nil {
-		return nil, apiError(op, resp, err)
-	}
-	if err := noContent(op, resp); err != nil {
-		return nil, err
-	}
-	return &UnlinkOIDCResult{IdentityID: i.Id, Identifier: identifier}, nil
+	return i, nil
 }

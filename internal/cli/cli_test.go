@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,14 +230,22 @@ func TestIdentityLifecycleThroughPortForward(t *testing.T) {
 	}
 
 	r = kk(t, "", append(g, "identity", "list", "--page-size", "2", "-o", "json")...).ok(t, "list")
-	var list []struct {
-		ID string `json:"id"`
+	var list struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Items      []struct {
+			ID   string `json:"id"`
+			Kind string `json:"kind"`
+		} `json:"items"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
 		t.Fatal(err)
 	}
+	if list.APIVersion != "v1" || list.Kind != "List" || len(list.Items) == 0 || list.Items[0].Kind != "Identity" {
+		t.Fatalf("list -o json is not a kubectl List of Identity: %.300s", r.stdout)
+	}
 	found := false
-	for _, i := range list {
+	for _, i := range list.Items {
 		found = found || i.ID == id
 	}
 	if !found {
@@ -465,6 +475,18 @@ func TestMigrate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Kratos logs as the rendered config makes it log: JSON, level info.
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := strings.Replace(string(b), "log:\n  level: warning\n  format: text\n", "log:\n  level: info\n  format: json\n", 1)
+	if logged == string(b) {
+		t.Fatal("the test config has no log section to set")
+	}
+	if err := os.WriteFile(cfg, []byte(logged), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ns := cluster.Namespace(t, "shop")
 	p := clustertest.Pod(ns, "web-1", "web")
 	p.Spec.InitContainers[1].Args = []string{"serve", "-c", cfg, "--watch-courier"}
@@ -489,13 +511,32 @@ func TestMigrate(t *testing.T) {
 	if strings.Join(execd, " ") != strings.Join(append([]string{"web-1", "kratos"}, want...), " ") {
 		t.Fatalf("exec'd %q, want %q in web-1/kratos", execd, want)
 	}
-	if !strings.Contains(r.stderr, "Database of instance web migrated") || !strings.Contains(r.stdout+r.stderr, "Successfully applied") {
-		t.Fatalf("migrate output:\nstdout: %s\nstderr: %s", r.stdout, r.stderr)
+	// A line per migration, and a summary that counts them; not Kratos's log.
+	m := regexp.MustCompile(`Database of instance web migrated: applied (\d+) migrations in [0-9.]+m?s\.`).FindStringSubmatch(r.stderr)
+	steps := regexp.MustCompile(`(?m)^applied \d{14,} \w+$`).FindAllString(r.stdout, -1)
+	if m == nil || m[1] != strconv.Itoa(len(steps)) || len(steps) < 100 || strings.Contains(r.stdout+r.stderr, `"level"`) {
+		t.Fatalf("migrate output:\nstdout: %.2000s\nstderr: %s", r.stdout, r.stderr)
+	}
+	t.Logf("%s", lastLine(r.stderr))
+	took := r.took
+	// Again: nothing to apply, said so; with --log, Kratos's own log.
+	r = kk(t, "", "--kubeconfig", kc, "migrate", "--timeout", "2m").ok(t, "migrate again")
+	if r.stdout != "" || !strings.Contains(r.stderr, "it was up to date, no migration applied") {
+		t.Fatalf("migrate again:\nstdout: %s\nstderr: %s", r.stdout, r.stderr)
+	}
+	r = kk(t, "", "--kubeconfig", kc, "migrate", "--log").ok(t, "migrate --log")
+	if !strings.Contains(r.stdout+r.stderr, "Successfully applied SQL migrations") || !strings.Contains(r.stderr, `"level":"info"`) {
+		t.Fatalf("migrate --log:\nstdout: %s\nstderr: %s", r.stdout, r.stderr)
+	}
+	// Dry runs: the command, and with server the pod, nothing run.
+	r = kk(t, "", "--kubeconfig", kc, "migrate", "--dry-run=server").ok(t, "migrate --dry-run=server")
+	if !strings.Contains(r.stdout, "would run \"kratos migrate sql -e --yes -c "+cfg+"\" in pod web-1 (container kratos) of instance web (server dry run)") {
+		t.Fatalf("migrate --dry-run=server: %q", r.stdout)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "db.sqlite")); err != nil {
 		t.Fatalf("no database after migrate: %v", err)
 	}
-	t.Logf("migrate of a fresh SQLite database through exec: %s", r.took)
+	t.Logf("migrate of a fresh SQLite database through exec: %s", took)
 
 	// A failing migration exits 1 and says so; its own output was streamed. (An unreachable
 	// database would not do: Kratos retries its ping until --timeout ends the wait.) kwok
@@ -505,7 +546,8 @@ func TestMigrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = kk(t, "", "--kubeconfig", kc, "migrate", "--timeout", "1m")
-	if r.code != 1 || !strings.Contains(r.stderr, "migration in pod web-1") || !strings.Contains(r.stderr, "exit status 1") {
+	if r.code != 1 || !strings.Contains(r.stderr, "migration in pod web-1") || !strings.Contains(r.stderr, "exit status 1") ||
+		!strings.Contains(r.stderr, "kratos: Unable to instantiate service registry: dsn value requested an unknown driver") {
 		t.Fatalf("failing migration: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 	t.Logf("%s", lastLine(r.stderr))

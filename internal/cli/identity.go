@@ -25,6 +25,8 @@ func newIdentityCmd(g *Globals) *cobra.Command {
 		newInvalidateSessionsCmd(g),
 		newResetMFACmd(g),
 		newOIDCCmd(g),
+		newExportCmd(g),
+		newImportCmd(g),
 	)
 	return cmd
 }
@@ -37,6 +39,13 @@ type refFlags struct {
 
 func (r *refFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&r.Email, "email", "", "address the identity by its email login identifier instead of its ID (must match exactly one)")
+}
+
+// completeRef completes the identity ID argument and --email of cmd with the identities of the
+// selected instance.
+func completeRef(g *Globals, cmd *cobra.Command, maxArgs int) {
+	cmd.ValidArgsFunction = g.completeIdentities(false, maxArgs)
+	_ = cmd.RegisterFlagCompletionFunc("email", g.completeIdentities(true, 0))
 }
 
 func (r *refFlags) complete(args []string) {

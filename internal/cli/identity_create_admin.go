@@ -23,6 +23,7 @@ type CreateAdminOptions struct {
 	Schema    string
 	ExpiresIn time.Duration
 	Password  passwordFlags
+	DryRun    dryRunFlags
 	Output    outputFlags
 }
 
@@ -48,6 +49,7 @@ administrator sets one. The password is never a command-line argument: pipe it t
 	cmd.Flags().StringVar(&o.Schema, "schema", actions.AdminSchemaID, "identity schema of the account")
 	cmd.Flags().DurationVar(&o.ExpiresIn, "expires-in", time.Hour, "lifetime of the recovery code issued when no password is given")
 	o.Password.add(cmd)
+	o.DryRun.add(cmd)
 	o.Output.add(cmd, false)
 	return cmd
 }
@@ -75,6 +77,9 @@ func (o *CreateAdminOptions) Validate() error {
 	if err := o.Password.Validate(); err != nil {
 		return err
 	}
+	if err := o.DryRun.Validate(); err != nil {
+		return err
+	}
 	return o.Output.Validate()
 }
 
@@ -89,6 +94,15 @@ func validateExpiresIn(d time.Duration) error {
 }
 
 func (o *CreateAdminOptions) Run(ctx context.Context) error {
+	if o.DryRun.client() {
+		change := fmt.Sprintf("create an identity with schema %s, username %q and email %q", o.Schema, o.Username, o.Email)
+		if o.Password.FromStdin || o.Password.Secret != "" {
+			change += ", with the password given"
+		} else {
+			change += ", and issue a recovery link and code"
+		}
+		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, &actions.Plan{Action: "create-admin", Change: change}, "")
+	}
 	pw, err := o.Password.read(ctx, o.g)
 	if err != nil {
 		return err
@@ -98,10 +112,18 @@ func (o *CreateAdminOptions) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.Close()
-	res, err := actions.CreateAdmin(ctx, a.APIClient, actions.AdminAccount{
+	account := actions.AdminAccount{
 		Username: o.Username, Email: o.Email, Name: o.Name, Phone: o.Phone, Password: pw,
 		SchemaID: o.Schema, RecoveryExpiresIn: o.ExpiresIn.String(),
-	})
+	}
+	if o.DryRun.server() {
+		p, err := actions.PlanCreateAdmin(ctx, a.APIClient, account)
+		if err != nil {
+			return a.Explain(err)
+		}
+		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, p, "")
+	}
+	res, err := actions.CreateAdmin(ctx, a.APIClient, account)
 	if res != nil && res.Identity != nil {
 		if perr := o.print(res); perr != nil && err == nil {
 			err = perr

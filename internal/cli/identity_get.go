@@ -22,12 +22,15 @@ func newGetCmd(g *Globals) *cobra.Command {
 		Use:   "get (ID | --email EMAIL)",
 		Short: "Show one identity",
 		Example: `  kubectl kratos identity get 9f425a8d-7f3f-4b5c-9b1e-2f6c3c0e6a51
-  kubectl kratos identity get --email ada@example.com -o yaml`,
+  kubectl kratos identity get --email ada@example.com -o yaml
+  kubectl kratos identity get --email ada@example.com -o jsonpath='{.state}'
+  kubectl kratos identity get --email ada@example.com -o name`,
 		Args: identityArg,
 		RunE: runE(o),
 	}
 	o.Ref.add(cmd)
-	o.Output.add(cmd, true)
+	completeRef(g, cmd, 1)
+	o.Output.addObjects(cmd, true)
 	return cmd
 }
 

@@ -13,6 +13,7 @@ import (
 type InvalidateSessionsOptions struct {
 	g      *Globals
 	Ref    refFlags
+	DryRun dryRunFlags
 	Output outputFlags
 }
 
@@ -25,6 +26,8 @@ func newInvalidateSessionsCmd(g *Globals) *cobra.Command {
 		RunE:  runE(o),
 	}
 	o.Ref.add(cmd)
+	completeRef(g, cmd, 1)
+	o.DryRun.add(cmd)
 	o.Output.add(cmd, false)
 	return cmd
 }
@@ -41,15 +44,28 @@ func (o *InvalidateSessionsOptions) Validate() error {
 	if err := o.Ref.Validate(); err != nil {
 		return err
 	}
+	if err := o.DryRun.Validate(); err != nil {
+		return err
+	}
 	return o.Output.Validate()
 }
 
 func (o *InvalidateSessionsOptions) Run(ctx context.Context) error {
+	if o.DryRun.client() {
+		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, &actions.Plan{Action: "invalidate-sessions", Change: "revoke and delete every session"}, givenName(o.Ref.ref()))
+	}
 	a, err := o.g.connectAdmin(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	if o.DryRun.server() {
+		p, err := actions.PlanInvalidateSessions(ctx, a.APIClient, o.Ref.ref())
+		if err != nil {
+			return a.Explain(err)
+		}
+		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, p, "")
+	}
 	res, err := actions.InvalidateSessions(ctx, a.APIClient, o.Ref.ref())
 	if err != nil {
 		return a.Explain(err)

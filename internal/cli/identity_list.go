@@ -25,13 +25,16 @@ func newListCmd(g *Globals) *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List identities (all pages, unless --limit)",
 		Example: `  kubectl kratos identity list
-  kubectl kratos identity list --page-size 500 -o json | jq -r '.[].traits.email'`,
+  kubectl kratos identity list --page-size 500 -o json | jq -r '.items[].traits.email'
+  kubectl kratos identity list -o custom-columns=ID:.id,EMAIL:.traits.email,VERIFIED:.verifiable_addresses[*].verified
+  kubectl kratos identity list -o jsonpath='{range .items[*]}{.id}{"\t"}{.traits.email}{"\n"}{end}'
+  kubectl kratos identity list -o name`,
 		Args: noArgs,
 		RunE: runE(o),
 	}
 	cmd.Flags().Int64Var(&o.PageSize, "page-size", 0, "identities per admin API call (0: Kratos's default, 250)")
 	cmd.Flags().IntVar(&o.Limit, "limit", 0, "stop after this many identities (0: all)")
-	o.Output.add(cmd, true)
+	o.Output.addObjects(cmd, true)
 	return cmd
 }
 
@@ -60,7 +63,7 @@ func (o *ListOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return a.Explain(err)
 	}
-	if len(ids) == 0 && !o.Output.structured() {
+	if len(ids) == 0 && o.Output.table() {
 		fmt.Fprintln(o.g.Streams.ErrOut, "No identities found.")
 		return nil
 	}

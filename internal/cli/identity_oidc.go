@@ -38,7 +38,8 @@ func newOIDCListCmd(g *Globals) *cobra.Command {
 		RunE:    runE(o),
 	}
 	o.Ref.add(cmd)
-	o.Output.add(cmd, false)
+	completeRef(g, cmd, 1)
+	o.Output.addObjects(cmd, false)
 	return cmd
 }
 
@@ -67,8 +68,12 @@ func (o *OIDCListOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return a.Explain(err)
 	}
-	if o.Output.structured() {
-		return o.Output.printStructured(o.g.Streams.Out, res)
+	if !o.Output.table() {
+		l, err := oidcList(res)
+		if err != nil {
+			return err
+		}
+		return o.Output.printObject(o.g.Streams.Out, l, nil)
 	}
 	if len(res.Accounts) == 0 {
 		fmt.Fprintf(o.g.Streams.ErrOut, "No OIDC account linked to %s.\n", identityName(res.IdentityID))
@@ -86,6 +91,7 @@ type OIDCUnlinkOptions struct {
 	g            *Globals
 	Ref          refFlags
 	CredentialID string
+	DryRun       dryRunFlags
 	Output       outputFlags
 }
 
@@ -99,7 +105,13 @@ func newOIDCUnlinkCmd(g *Globals) *cobra.Command {
 		RunE:    runE(o),
 	}
 	o.Ref.add(cmd)
+	completeRef(g, cmd, 1)
 	cmd.Flags().StringVar(&o.CredentialID, "credential-id", "", "the linked account's identifier, PROVIDER:SUBJECT, as `oidc list` shows it (required)")
+	_ = cmd.RegisterFlagCompletionFunc("credential-id", func(c *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		o.Ref.complete(args)
+		return g.completeOIDC(c, o.Ref.ref(), toComplete)
+	})
+	o.DryRun.add(cmd)
 	o.Output.add(cmd, false)
 	return cmd
 }
@@ -119,15 +131,28 @@ func (o *OIDCUnlinkOptions) Validate() error {
 	if o.CredentialID == "" {
 		return errors.New("--credential-id is required (see `kubectl kratos identity oidc list`)")
 	}
+	if err := o.DryRun.Validate(); err != nil {
+		return err
+	}
 	return o.Output.Validate()
 }
 
 func (o *OIDCUnlinkOptions) Run(ctx context.Context) error {
+	if o.DryRun.client() {
+		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, &actions.Plan{Action: "oidc-unlink", Change: "unlink the OIDC account " + o.CredentialID}, givenName(o.Ref.ref()))
+	}
 	a, err := o.g.connectAdmin(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	if o.DryRun.server() {
+		p, err := actions.PlanUnlinkOIDC(ctx, a.APIClient, o.Ref.ref(), o.CredentialID)
+		if err != nil {
+			return a.Explain(err)
+		}
+		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, p, "")
+	}
 	res, err := actions.UnlinkOIDC(ctx, a.APIClient, o.Ref.ref(), o.CredentialID)
 	if err != nil {
 		return a.Explain(err)

@@ -16,6 +16,7 @@ type ResetMFAOptions struct {
 	g      *Globals
 	Ref    refFlags
 	Type   string
+	DryRun dryRunFlags
 	Output outputFlags
 }
 
@@ -30,8 +31,10 @@ func newResetMFACmd(g *Globals) *cobra.Command {
 		RunE: runE(o),
 	}
 	o.Ref.add(cmd)
+	completeRef(g, cmd, 1)
 	cmd.Flags().StringVar(&o.Type, "type", "", "second factor to remove: "+strings.Join(actions.MFATypes, ", ")+" (required)")
 	_ = cmd.RegisterFlagCompletionFunc("type", cobra.FixedCompletions(actions.MFATypes, cobra.ShellCompDirectiveNoFileComp))
+	o.DryRun.add(cmd)
 	o.Output.add(cmd, false)
 	return cmd
 }
@@ -54,15 +57,28 @@ func (o *ResetMFAOptions) Validate() error {
 	if err := actions.ValidateMFAType(o.Type); err != nil {
 		return fmt.Errorf("--type: %w", err)
 	}
+	if err := o.DryRun.Validate(); err != nil {
+		return err
+	}
 	return o.Output.Validate()
 }
 
 func (o *ResetMFAOptions) Run(ctx context.Context) error {
+	if o.DryRun.client() {
+		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, &actions.Plan{Action: "reset-mfa", Change: fmt.Sprintf("remove the %s credentials", o.Type)}, givenName(o.Ref.ref()))
+	}
 	a, err := o.g.connectAdmin(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	if o.DryRun.server() {
+		p, err := actions.PlanResetMFA(ctx, a.APIClient, o.Ref.ref(), o.Type)
+		if err != nil {
+			return a.Explain(err)
+		}
+		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, p, "")
+	}
 	res, err := actions.ResetMFA(ctx, a.APIClient, o.Ref.ref(), o.Type)
 	if err != nil {
 		return a.Explain(err)

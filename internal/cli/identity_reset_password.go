@@ -16,6 +16,7 @@ type ResetPasswordOptions struct {
 	Ref       refFlags
 	ExpiresIn time.Duration
 	Password  passwordFlags
+	DryRun    dryRunFlags
 	Output    outputFlags
 }
 
@@ -33,8 +34,10 @@ a new password.`,
 		RunE: runE(o),
 	}
 	o.Ref.add(cmd)
+	completeRef(g, cmd, 1)
 	cmd.Flags().DurationVar(&o.ExpiresIn, "expires-in", time.Hour, "lifetime of the recovery code issued when no password is given")
 	o.Password.add(cmd)
+	o.DryRun.add(cmd)
 	o.Output.add(cmd, false)
 	return cmd
 }
@@ -57,10 +60,23 @@ func (o *ResetPasswordOptions) Validate() error {
 	if err := o.Password.Validate(); err != nil {
 		return err
 	}
+	if err := o.DryRun.Validate(); err != nil {
+		return err
+	}
 	return o.Output.Validate()
 }
 
 func (o *ResetPasswordOptions) Run(ctx context.Context) error {
+	withPassword := o.Password.FromStdin || o.Password.Secret != ""
+	if o.DryRun.client() {
+		// The password is not read: a client dry run contacts nothing, not even for a Secret.
+		change := fmt.Sprintf("issue a recovery link and code valid for %s", o.ExpiresIn)
+		if withPassword {
+			change = "set the password"
+		}
+		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, &actions.Plan{Action: "reset-password", Change: change}, givenName(o.Ref.ref()))
+	}
+	// A server dry run reads the password too: that the Secret and its key exist is checked.
 	pw, err := o.Password.read(ctx, o.g)
 	if err != nil {
 		return err
@@ -70,6 +86,13 @@ func (o *ResetPasswordOptions) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.Close()
+	if o.DryRun.server() {
+		p, err := actions.PlanResetPassword(ctx, a.APIClient, o.Ref.ref(), pw != "", o.ExpiresIn.String())
+		if err != nil {
+			return a.Explain(err)
+		}
+		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, p, "")
+	}
 	res, err := actions.ResetPassword(ctx, a.APIClient, actions.PasswordReset{
 		Ref: o.Ref.ref(), Password: pw, RecoveryExpiresIn: o.ExpiresIn.String(),
 	})

@@ -6,21 +6,29 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/resource"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/kratos-injector/kratos-injector/internal/inject"
 )
 
 // InjectOptions are `inject`.
 type InjectOptions struct {
-	g *Globals
-	// Filenames are files, directories (their *.yaml, *.yml and *.json files) or "-" (stdin).
-	Filenames     []string
+	g     *Globals
+	files genericclioptions.FileNameFlags
+	// Files are kubectl's -f, -R and -k: files, directories (their *.json, *.yaml and *.yml
+	// files; with -R, those of subdirectories too), glob patterns, URLs and "-" (stdin); or a
+	// kustomization directory.
+	Files         resource.FilenameOptions
 	InjectorImage string
 	KratosImage   string
 }
@@ -28,11 +36,16 @@ type InjectOptions struct {
 func newInjectCmd(g *Globals) *cobra.Command {
 	o := &InjectOptions{g: g}
 	cmd := &cobra.Command{
-		Use:   "inject -f FILE|DIR|-",
+		Use:   "inject (-f FILENAME | -k DIRECTORY)",
 		Short: "Inject Kratos into manifests offline, as the webhook would (Pods, Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, Lists)",
 		Long: `Inject Kratos into the manifests read from -f, without a cluster, and write them to standard output
 in the same order: the same injection the admission webhook makes, by the same code. Use it to
 review what the webhook will do, to commit injected manifests (GitOps), or where no webhook runs.
+
+The input is read as "kubectl apply" reads it: -f takes files, directories (their .json, .yaml
+and .yml files; with -R also those of their subdirectories), glob patterns, http(s) URLs and -
+for standard input, and is repeatable (or comma-separated); -k builds a kustomization directory
+first, as "kubectl apply -k" does.
 
 Pods, and the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets,
 ReplicationControllers, Jobs and CronJobs (also inside a List), are injected when they carry the
@@ -49,30 +62,47 @@ secrets, no SMTP, ...) go to standard error.`,
   kubectl kratos inject -f deployment.yaml
 
   # Inject a kustomize build and apply it
-  kustomize build overlays/prod | kubectl kratos inject -f - | kubectl apply -f -
+  kubectl kratos inject -k overlays/prod | kubectl apply -f -
+
+  # Every manifest under a tree, and one from a URL
+  kubectl kratos inject -R -f deploy/ -f https://example.com/app.yaml
 
   # With the images the cluster's webhook uses
   kubectl kratos inject -f app/ --injector-image registry.example.com/kratos-injector:v0.3.0 --kratos-image oryd/kratos:v1.3.1`,
 		Args: noArgs,
 		RunE: runE(o),
 	}
-	cmd.Flags().StringArrayVarP(&o.Filenames, "filename", "f", nil, "manifest file, directory of manifests (*.yaml, *.yml, *.json), or - for standard input; repeatable")
+	files := genericclioptions.FileNameFlags{
+		Usage:     "manifest file, directory of manifests (*.json, *.yaml, *.yml), glob pattern, http(s) URL, or - for standard input; repeatable",
+		Filenames: &[]string{}, Recursive: new(bool), Kustomize: new(string),
+	}
+	files.AddFlags(cmd.Flags())
+	o.files = files
 	cmd.Flags().StringVar(&o.InjectorImage, "injector-image", inject.DefaultInjectorImage, "image of the kratos-config init container (the webhook's --injector-image)")
 	cmd.Flags().StringVar(&o.KratosImage, "kratos-image", inject.DefaultKratosImage, "Kratos image of pods without the kratos-injector.io/image annotation (the webhook's --kratos-image)")
-	_ = cmd.MarkFlagFilename("filename", "yaml", "yml", "json")
+	_ = cmd.MarkFlagDirname("kustomize")
 	return cmd
 }
 
-// Complete has nothing to do: the injection depends neither on the namespace (-n) nor on a
+// Complete takes the file flags; the injection depends neither on the namespace (-n) nor on a
 // cluster.
-func (o *InjectOptions) Complete(*cobra.Command, []string) error { return nil }
+func (o *InjectOptions) Complete(*cobra.Command, []string) error {
+	o.Files = o.files.ToOptions()
+	return nil
+}
 
 func (o *InjectOptions) Validate() error {
-	if len(o.Filenames) == 0 {
-		return errors.New("-f is required: a manifest file, a directory, or - for standard input")
+	if len(o.Files.Filenames) == 0 && o.Files.Kustomize == "" {
+		return errors.New("-f or -k is required: a manifest file, a directory, a URL, - for standard input, or a kustomization directory")
+	}
+	if len(o.Files.Filenames) > 0 && o.Files.Kustomize != "" {
+		return errors.New("only one of -f or -k can be specified")
+	}
+	if o.Files.Kustomize != "" && o.Files.Recursive {
+		return errors.New("the -k flag can't be used with -f or -R")
 	}
 	stdin := 0
-	for _, f := range o.Filenames {
+	for _, f := range o.Files.Filenames {
 		switch f {
 		case "":
 			return errors.New("-f: empty file name")
@@ -94,10 +124,17 @@ func (o *InjectOptions) Validate() error {
 
 // Run reads every -f and prints what internal/inject makes of them: the warnings first, then
 // the output, which is written only when every object could be injected.
-func (o *InjectOptions) Run(context.Context) error {
+func (o *InjectOptions) Run(ctx context.Context) error {
 	var manifests []inject.Manifest
-	for _, f := range o.Filenames {
-		m, err := o.read(f)
+	if o.Files.Kustomize != "" {
+		m, err := kustomizeBuild(o.Files.Kustomize)
+		if err != nil {
+			return err
+		}
+		manifests = append(manifests, m)
+	}
+	for _, f := range o.Files.Filenames {
+		m, err := o.read(ctx, f)
 		if err != nil {
 			return err
 		}
@@ -116,43 +153,116 @@ func (o *InjectOptions) Run(context.Context) error {
 	return err
 }
 
-// read returns the content of -f f: a file, every manifest file of a directory, or stdin.
-func (o *InjectOptions) read(f string) ([]inject.Manifest, error) {
-	if f == "-" {
+// read returns the content of -f f as kubectl's resource builder finds it (FilenameParam):
+// stdin, a URL, or paths (a glob pattern when no such file exists), each a file or a directory
+// walked by cli-runtime's own ExpandPathsToFileVisitors (with -R, recursively). Each file keeps
+// its bytes, so that what is not injected is written back byte for byte.
+func (o *InjectOptions) read(ctx context.Context, f string) ([]inject.Manifest, error) {
+	switch {
+	case f == "-":
 		b, err := io.ReadAll(o.g.Streams.In)
 		if err != nil {
 			return nil, fmt.Errorf("read standard input: %w", err)
 		}
 		return []inject.Manifest{{Name: "stdin", Data: b}}, nil
-	}
-	fi, err := os.Stat(f)
-	if err != nil {
-		return nil, fmt.Errorf("-f %s: %w", f, err)
-	}
-	files := []string{f}
-	if fi.IsDir() {
-		entries, err := os.ReadDir(f)
+	case strings.HasPrefix(f, "http://") || strings.HasPrefix(f, "https://"):
+		b, err := readURL(ctx, f)
 		if err != nil {
+			return nil, err
+		}
+		return []inject.Manifest{{Name: f, Data: b}}, nil
+	}
+	paths := []string{f}
+	if _, err := os.Stat(f); os.IsNotExist(err) {
+		matches, gerr := filepath.Glob(f)
+		switch {
+		case gerr != nil:
+			return nil, fmt.Errorf("-f %s: pattern is not valid: %w", f, gerr)
+		case len(matches) == 0:
 			return nil, fmt.Errorf("-f %s: %w", f, err)
 		}
-		files = files[:0]
-		for _, e := range entries {
-			ext := strings.ToLower(filepath.Ext(e.Name()))
-			if !e.IsDir() && slices.Contains([]string{".yaml", ".yml", ".json"}, ext) {
-				files = append(files, filepath.Join(f, e.Name()))
+		paths = matches
+	}
+	var out []inject.Manifest
+	for _, p := range paths {
+		visitors, err := resource.ExpandPathsToFileVisitors(nil, p, o.Files.Recursive, resource.FileExtensions, nil)
+		if err != nil {
+			return nil, fmt.Errorf("-f %s: %w", p, err)
+		}
+		if len(visitors) == 0 {
+			return nil, fmt.Errorf("-f %s: the directory holds no *.yaml, *.yml or *.json file (recognized file extensions are %v; -R reads subdirectories)", p, resource.FileExtensions)
+		}
+		for _, v := range visitors {
+			fv, ok := v.(*resource.FileVisitor)
+			if !ok {
+				return nil, fmt.Errorf("-f %s: unexpected %T", p, v)
 			}
+			b, err := os.ReadFile(fv.Path)
+			if err != nil {
+				return nil, fmt.Errorf("-f %s: %w", p, err)
+			}
+			out = append(out, inject.Manifest{Name: fv.Path, Data: b})
 		}
-		if len(files) == 0 {
-			return nil, fmt.Errorf("-f %s: the directory holds no *.yaml, *.yml or *.json file", f)
-		}
-	}
-	out := make([]inject.Manifest, 0, len(files))
-	for _, name := range files {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			return nil, fmt.Errorf("-f %s: %w", f, err)
-		}
-		out = append(out, inject.Manifest{Name: name, Data: b})
 	}
 	return out, nil
+}
+
+// maxURLBytes bounds what -f URL reads: manifests, not a download.
+const maxURLBytes = 64 << 20
+
+// readURL fetches a manifest as kubectl's resource builder does: GET, only 200 is a success,
+// retried (three attempts, a second apart) on a connection error or a 5xx answer.
+func readURL(ctx context.Context, u string) ([]byte, error) {
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, fmt.Errorf("-f %s: the URL is not valid: %w", u, err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			lastErr = fmt.Errorf("-f %s: %w", u, err)
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxURLBytes+1))
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode != http.StatusOK:
+			lastErr = fmt.Errorf("-f %s: unable to read URL, server reported %s", u, resp.Status)
+			if resp.StatusCode < 500 {
+				return nil, lastErr
+			}
+			continue
+		case err != nil:
+			lastErr = fmt.Errorf("-f %s: %w", u, err)
+			continue
+		case len(b) > maxURLBytes:
+			return nil, fmt.Errorf("-f %s: larger than %d MiB", u, maxURLBytes>>20)
+		}
+		return b, nil
+	}
+	return nil, lastErr
+}
+
+// kustomizeBuild is `kubectl apply -k DIR`'s build (cli-runtime's KustomizeVisitor: krusty with
+// the legacy resource order), as one manifest.
+func kustomizeBuild(dir string) (inject.Manifest, error) {
+	opts := krusty.MakeDefaultOptions()
+	opts.Reorder = krusty.ReorderOptionLegacy
+	m, err := krusty.MakeKustomizer(opts).Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		return inject.Manifest{}, fmt.Errorf("-k %s: %w", dir, err)
+	}
+	b, err := m.AsYaml()
+	if err != nil {
+		return inject.Manifest{}, fmt.Errorf("-k %s: %w", dir, err)
+	}
+	return inject.Manifest{Name: "kustomization " + dir, Data: b}, nil
 }

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -189,7 +192,7 @@ func TestInjectUsage(t *testing.T) {
 		code int
 		want string
 	}{
-		{nil, 2, "-f is required"},
+		{nil, 2, "-f or -k is required"},
 		{[]string{"-f", "-", "-f", "-"}, 2, "standard input can be read only once"},
 		{[]string{"-f", "-", "--kratos-image", "Not An Image"}, 2, `--kratos-image: "Not An Image" is not an image reference`},
 		{[]string{"-f", "-", "--injector-image", ""}, 2, "--injector-image"},
@@ -234,5 +237,92 @@ func TestInjectDirectory(t *testing.T) {
 	docs := strings.Split(stdout, "---\n")
 	if len(docs) != 3 || docs[0] != files["a.json"]+"\n" || !strings.Contains(docs[1], "name: kratos-config") || docs[2] != files["c.yml"] {
 		t.Errorf("output:\n%s", stdout)
+	}
+}
+
+// TestInjectSourcesAsKubectl: -R walks subdirectories (without it they are skipped, as kubectl
+// skips them), a glob pattern, an http URL (served on 127.0.0.1), comma-separated -f, and -k
+// (kustomize build, as kubectl apply -k) all reach the same injection; documents it does not
+// change stay byte-identical whatever the source.
+func TestInjectSourcesAsKubectl(t *testing.T) {
+	const untouched = "# a comment kept\napiVersion: v1\nkind: ConfigMap\nmetadata:   {name: spaced}\ndata: {k: v}\n"
+	const labelled = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  labels: {kratos-injector.io/inject: \"true\"}\nspec:\n  containers: [{name: a, image: a}]\n"
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"top.yaml":              untouched,
+		"sub/pod.yaml":          labelled,
+		"sub/deeper/other.json": `{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}`,
+		"sub/README.md":         "not read",
+	} {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	code, flat, stderr := injectCLI(t, "", "-f", dir)
+	if code != 0 || flat != untouched {
+		t.Errorf("-f DIR without -R: exit %d, %q (%s); want only top.yaml, byte for byte", code, flat, stderr)
+	}
+	code, deep, stderr := injectCLI(t, "", "-R", "-f", dir)
+	docs := strings.Split(deep, "---\n")
+	// filepath.Walk's lexical order, as kubectl's: sub/deeper/other.json, sub/pod.yaml, top.yaml.
+	if code != 0 || len(docs) != 3 || docs[2] != untouched ||
+		docs[0] != `{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}`+"\n" || !strings.Contains(docs[1], "name: kratos-config") {
+		t.Errorf("-R -f DIR: exit %d (%s), output:\n%s", code, stderr, deep)
+	}
+	code, glob, stderr := injectCLI(t, "", "-f", filepath.Join(dir, "t*.yaml")+","+filepath.Join(dir, "sub", "pod.yaml"))
+	if code != 0 || !strings.HasPrefix(glob, untouched+"---\n") || !strings.Contains(glob, "name: kratos-config") {
+		t.Errorf("-f GLOB,FILE: exit %d (%s), output:\n%s", code, stderr, glob)
+	}
+
+	// A URL: the same bytes as the file; a 404 is an error naming the URL.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/app.yaml" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, untouched+"---\n"+labelled)
+	}))
+	defer srv.Close()
+	code, fromURL, stderr := injectCLI(t, "", "-f", srv.URL+"/app.yaml")
+	_, fromStdin, _ := injectCLI(t, untouched+"---\n"+labelled, "-f", "-")
+	if code != 0 || fromURL != fromStdin || !strings.HasPrefix(fromURL, untouched) {
+		t.Errorf("-f URL: exit %d (%s), output:\n%s", code, stderr, fromURL)
+	}
+	if code, _, stderr := injectCLI(t, "", "-f", srv.URL+"/missing.yaml"); code != 1 || !strings.Contains(stderr, "404") {
+		t.Errorf("-f URL that is not there: exit %d, %q", code, stderr)
+	}
+
+	// -k: kustomize's build, injected; its other documents as kustomize wrote them.
+	kdir := filepath.Join(t.TempDir(), "overlay")
+	if err := os.MkdirAll(kdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string]string{
+		"kustomization.yaml": "resources: [pod.yaml, cm.yaml]\nnamePrefix: prod-\n",
+		"pod.yaml":           labelled,
+		"cm.yaml":            untouched,
+	} {
+		if err := os.WriteFile(filepath.Join(kdir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, built, stderr := injectCLI(t, "", "-k", kdir)
+	if code != 0 || !strings.Contains(built, "name: prod-spaced") || !strings.Contains(built, "name: prod-p") ||
+		!strings.Contains(built, "name: kratos-config") || !strings.Contains(built, "kratos-injector.io/instance: prod-p") {
+		t.Errorf("-k: exit %d (%s), output:\n%s", code, stderr, built)
+	}
+	// Injecting it again changes nothing: the injected pod passes through byte for byte.
+	if code, again, _ := injectCLI(t, built, "-f", "-"); code != 0 || again != built {
+		t.Errorf("injecting the -k output again changed it")
+	}
+	for _, bad := range [][]string{{"-k", kdir, "-f", "-"}, {"-k", kdir, "-R"}} {
+		if code, _, stderr := injectCLI(t, "", bad...); code != 2 {
+			t.Errorf("%q: exit %d, %q; want a usage error", bad, code, stderr)
+		}
 	}
 }

@@ -21,21 +21,47 @@ import (
 type MigrateOptions struct {
 	g       *Globals
 	Timeout time.Duration
+	// Log streams Kratos's own log instead of the progress lines and the summary.
+	Log    bool
+	DryRun dryRunFlags
+	// Status lists the pending migrations instead of migrating.
+	Status bool
+	Output outputFlags
 }
 
 func newMigrateCmd(g *Globals) *cobra.Command {
 	o := &MigrateOptions{g: g}
 	cmd := &cobra.Command{
-		Use:   "migrate [--timeout DURATION]",
+		Use:   "migrate [--timeout DURATION] [--log] [--status]",
 		Short: "Migrate the instance's database (kratos migrate sql) from inside its Kratos container",
 		Long: `Run "kratos migrate sql -e --yes -c <rendered config>" in the kratos container of a running pod
-of the instance, streaming its output. Kratos v1.3 does not listen until its database is
-migrated, so the pod may be running but not Ready: that is the pod this command is for (with
-the migrate=manual annotation, the default with Postgres). Applying it again is harmless.`,
+of the instance. Kratos v1.3 does not listen until its database is migrated, so the pod may be
+running but not Ready: that is the pod this command is for (with the migrate=manual
+annotation, the default with Postgres). Applying it again is harmless.
+
+It prints a line per migration applied ("applied VERSION NAME"), Kratos's warnings and errors,
+and a summary ("applied 663 migrations in 2.1s"), read from Kratos's log; --log (-v) shows that
+log as Kratos writes it instead.
+
+--status lists the migrations that are pending, and changes nothing. Kratos v1.3.1 has no
+"migrate status" ("kratos migrate sql" without --yes computes the plan but prints it empty),
+so the plugin reads the versions recorded in the database's schema_migration table, as Kratos
+does, and compares them with the migrations of the pods' Kratos release (those of v1.3.1 are
+built into the plugin). It reads the database Secret the pods' annotation names (RBAC: get
+secrets) and connects to the database: through a port-forward when its host is a Service of
+the cluster (get services, list endpointslices, create pods/portforward there), directly
+otherwise. SQLite databases live inside each pod and are migrated before Kratos starts.
+
+--dry-run=client prints the command it would run; --dry-run=server also finds the pod it
+would run in (read-only).`,
 		Args: noArgs,
 		RunE: runE(o),
 	}
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 2*time.Minute, "give up waiting for the migration after this long")
+	cmd.Flags().BoolVarP(&o.Log, "log", "v", false, "show Kratos's log as it writes it, instead of a line per migration and a summary")
+	cmd.Flags().BoolVar(&o.Status, "status", false, "list the pending migrations (read from the database's schema_migration table) instead of migrating")
+	o.DryRun.add(cmd)
+	o.Output.add(cmd, false)
 	return cmd
 }
 
@@ -51,10 +77,24 @@ func (o *MigrateOptions) Validate() error {
 	if o.Timeout <= 0 {
 		return fmt.Errorf("--timeout %s: must be positive", o.Timeout)
 	}
-	return nil
+	if err := o.DryRun.Validate(); err != nil {
+		return err
+	}
+	if o.Status && (o.DryRun.strategy != dryRunNone || o.Log) {
+		return errors.New("--status changes nothing and shows no log: it goes with neither --dry-run nor --log")
+	}
+	if !o.Status && o.Output.structured() {
+		return errors.New("-o json|yaml goes with --status")
+	}
+	return o.Output.Validate()
 }
 
 func (o *MigrateOptions) Run(ctx context.Context) error {
+	if o.DryRun.client() {
+		cmd := actions.MigrateCommand("<the pod's rendered config>")
+		fmt.Fprintf(o.g.Streams.Out, "would run %q in the kratos container of a running pod of the instance %s\n", strings.Join(cmd, " "), o.DryRun.suffix())
+		return nil
+	}
 	k, err := o.g.kube()
 	if err != nil {
 		return err
@@ -63,21 +103,42 @@ func (o *MigrateOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if o.Status {
+		return o.runStatus(ctx, k, in)
+	}
 	pod, err := in.KratosRunningPod()
 	if err != nil {
 		return err
 	}
 	cmd := actions.MigrateCommand(instance.ConfigPath(pod))
+	if o.DryRun.server() {
+		fmt.Fprintf(o.g.Streams.Out, "would run %q in pod %s (container %s) of instance %s %s\n",
+			strings.Join(cmd, " "), pod.Name, inject.ContainerKratos, in.Name, o.DryRun.suffix())
+		return nil
+	}
 	fmt.Fprintf(o.g.Streams.ErrOut, "Migrating the database of instance %s in pod %s: %s\n", in.Name, pod.Name, strings.Join(cmd, " "))
 
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	start := time.Now()
-	err = instance.Exec(ctx, k.config, k.clientset, pod, inject.ContainerKratos, cmd, o.g.Streams.Out, o.g.Streams.ErrOut)
+	stdout, stderr := o.g.Streams.Out, o.g.Streams.ErrOut
+	var log *migrateLog
+	if !o.Log {
+		log = newMigrateLog(o.g.Streams.Out, o.g.Streams.ErrOut)
+		stdout, stderr = log, log
+	}
+	err = instance.Exec(ctx, k.config, k.clientset, pod, inject.ContainerKratos, cmd, stdout, stderr)
+	if log != nil {
+		log.Flush()
+		if err != nil {
+			log.Explain()
+		}
+	}
+	took := time.Since(start).Round(10 * time.Millisecond)
 	var ee *instance.ExitError
 	switch {
 	case errors.As(err, &ee):
-		return fmt.Errorf("migration failed in pod %s: kratos migrate exited with status %d (its output is above)", pod.Name, ee.Code)
+		return fmt.Errorf("migration failed in pod %s: kratos migrate exited with status %d (what it said is above; --log shows all it wrote)", pod.Name, ee.Code)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("migration did not finish within %s in pod %s: retry with a longer --timeout (applied migrations are skipped)", o.Timeout, pod.Name)
 	case brokenStream(err):
@@ -89,7 +150,16 @@ func (o *MigrateOptions) Run(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("migration in pod %s: %w", pod.Name, err)
 	}
-	fmt.Fprintf(o.g.Streams.ErrOut, "Database of instance %s migrated in %s.\n", in.Name, time.Since(start).Round(10*time.Millisecond))
+	switch {
+	case log == nil:
+		fmt.Fprintf(o.g.Streams.ErrOut, "Database of instance %s migrated in %s.\n", in.Name, took)
+	case !log.Counted():
+		fmt.Fprintf(o.g.Streams.ErrOut, "Database of instance %s migrated in %s (Kratos's log level is above info: how many migrations it applied is not known; --log shows what it wrote).\n", in.Name, took)
+	case log.Applied() == 0:
+		fmt.Fprintf(o.g.Streams.ErrOut, "Database of instance %s migrated: it was up to date, no migration applied (%s).\n", in.Name, took)
+	default:
+		fmt.Fprintf(o.g.Streams.ErrOut, "Database of instance %s migrated: applied %s in %s.\n", in.Name, fmt.Sprintf("%d migrations", log.Applied()), took)
+	}
 	return nil
 }
 

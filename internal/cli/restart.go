@@ -16,7 +16,7 @@ type RestartOptions struct {
 	g       *Globals
 	Wait    bool
 	Timeout time.Duration
-	DryRun  string
+	DryRun  dryRunFlags
 
 	now func() time.Time
 }
@@ -44,8 +44,7 @@ on pods, "get" on replicasets and "patch" on the workloads.`,
 	}
 	cmd.Flags().BoolVar(&o.Wait, "wait", false, "wait until every rollout completes")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 5*time.Minute, "with --wait: give up after this long")
-	cmd.Flags().StringVar(&o.DryRun, "dry-run", "none", `"client": print what would be restarted; "server": also have the API server validate the change; neither persists it`)
-	cmd.Flags().Lookup("dry-run").NoOptDefVal = "client"
+	o.DryRun.add(cmd)
 	return cmd
 }
 
@@ -58,10 +57,8 @@ func (o *RestartOptions) Validate() error {
 	if o.g.AdminURL != "" {
 		return errors.New("--admin-url does not apply to restart: it rolls the workloads through the API server")
 	}
-	switch o.DryRun {
-	case "none", "client", "server":
-	default:
-		return fmt.Errorf(`--dry-run=%q: use "none", "client" or "server"`, o.DryRun)
+	if err := o.DryRun.Validate(); err != nil {
+		return err
 	}
 	if o.Timeout <= 0 {
 		return errors.New("--timeout must be positive")
@@ -88,17 +85,22 @@ func (o *RestartOptions) Run(ctx context.Context) error {
 	if len(workloads) == 0 {
 		return fmt.Errorf("instance %s has no Deployment, StatefulSet or DaemonSet to restart", in.Name)
 	}
-	suffix := map[string]string{"client": " (dry run)", "server": " (server dry run)"}[o.DryRun]
+	suffix := ""
+	if o.DryRun.any() {
+		suffix = " " + o.DryRun.suffix()
+	}
 	at := o.now()
 	for _, w := range workloads {
-		if o.DryRun != "client" {
-			if err := instance.Restart(ctx, k.clientset, w, at, o.DryRun == "server"); err != nil {
+		// Client: the workloads were found (a restart cannot be named without them); the
+		// patch is not sent. Server: the API server validates it and persists nothing.
+		if !o.DryRun.client() {
+			if err := instance.Restart(ctx, k.clientset, w, at, o.DryRun.server()); err != nil {
 				return fmt.Errorf("restart %s: %w", w, err)
 			}
 		}
 		fmt.Fprintf(o.g.Streams.Out, "%s restarted%s\n", w, suffix)
 	}
-	if !o.Wait || o.DryRun != "none" {
+	if !o.Wait || o.DryRun.any() {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -67,8 +68,9 @@ var ErrInterrupted = errors.New("interrupted")
 // pods' status are text from others. Cancelling ctx interrupts the command (ErrInterrupted).
 func Main(ctx context.Context, args []string, streams genericiooptions.IOStreams) int {
 	out, errOut := newTerminalWriter(streams.Out), newTerminalWriter(streams.ErrOut)
+	raw := streams.ErrOut
 	streams.Out, streams.ErrOut = out, errOut
-	root := NewRootCmd(streams)
+	root := newRootCmd(streams, raw)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	_ = out.Flush()
@@ -90,7 +92,10 @@ func Main(ctx context.Context, args []string, streams genericiooptions.IOStreams
 // Globals are the flags every command shares: cli-runtime's kubeconfig flags and the instance
 // selection.
 type Globals struct {
-	Streams     genericiooptions.IOStreams
+	Streams genericiooptions.IOStreams
+	// rawErrOut is standard error unescaped, for the plugin's own progress bar (which moves
+	// the cursor back with a carriage return); nothing from Kratos or pods is written to it.
+	rawErrOut   io.Writer
 	ConfigFlags *genericclioptions.ConfigFlags
 	// Instance picks the instance by its kratos-injector.io/instance label value.
 	Instance string
@@ -108,7 +113,11 @@ const DefaultAdminTimeout = 30 * time.Second
 
 // NewRootCmd returns the whole `kubectl kratos` command tree, writing to streams.
 func NewRootCmd(streams genericiooptions.IOStreams) *cobra.Command {
-	g := &Globals{Streams: streams, ConfigFlags: genericclioptions.NewConfigFlags(true)}
+	return newRootCmd(streams, streams.ErrOut)
+}
+
+func newRootCmd(streams genericiooptions.IOStreams, rawErrOut io.Writer) *cobra.Command {
+	g := &Globals{Streams: streams, rawErrOut: rawErrOut, ConfigFlags: genericclioptions.NewConfigFlags(true)}
 	root := &cobra.Command{
 		Use:   "kubectl-kratos",
 		Short: "Operate the Ory Kratos instances injected by kratos-injector",
@@ -146,6 +155,7 @@ its control characters escaped.`,
 	pf.DurationVar(&g.AdminTimeout, "admin-timeout", DefaultAdminTimeout, "give up on the Kratos admin API after this long: opening the port-forward, and each request "+
 		"(its answer included); requests to the Kubernetes API server follow --request-timeout")
 
+	_ = root.RegisterFlagCompletionFunc("instance", g.completeInstances)
 	root.AddCommand(
 		newIdentityCmd(g),
 		newMigrateCmd(g), newRestartCmd(g),

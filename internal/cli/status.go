@@ -32,7 +32,7 @@ type StatusOptions struct {
 func newStatusCmd(g *Globals) *cobra.Command {
 	o := &StatusOptions{g: g, now: time.Now}
 	cmd := &cobra.Command{
-		Use:   "status [-A] [-o table|json|yaml]",
+		Use:   "status [-A] [-o table|json|yaml|jsonpath=...|go-template=...]",
 		Short: "Show the injected Kratos instances: pods, readiness, versions, why a pod is not Ready, OIDC redirect URIs, the webhook's CA",
 		Long: `Show the Kratos instances of the namespace (or of every namespace with -A): per instance its
 pods, how many are Ready, the Kratos image, the injector version and spec hash each pod was
@@ -67,7 +67,7 @@ on pods/exec (for COURIER) are used when granted.`,
 		RunE: runE(o),
 	}
 	cmd.Flags().BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "show the instances of every namespace")
-	o.Output.add(cmd, false)
+	o.Output.addObjects(cmd, false)
 	return cmd
 }
 
@@ -79,6 +79,9 @@ func (o *StatusOptions) Validate() error {
 	}
 	if o.g.AdminURL != "" {
 		return errors.New("--admin-url does not apply to status: it reads the pods through the API server")
+	}
+	if o.Output.Format == "name" {
+		return errors.New(`-o "name": status is one report, not objects with names (-o jsonpath= picks from it)`)
 	}
 	return o.Output.Validate()
 }
@@ -175,6 +178,16 @@ func (o *StatusOptions) Run(ctx context.Context) error {
 	rep.Webhook = webhookStatus(ctx, k.clientset, o.now())
 	if o.Output.structured() {
 		return o.Output.printStructured(o.g.Streams.Out, rep)
+	}
+	if !o.Output.table() {
+		// The templates and custom columns see the report as -o json shows it, as an object
+		// of kind Status.
+		obj, err := toObject("Status", "", rep)
+		if err != nil {
+			return err
+		}
+		delete(obj.Object, "metadata")
+		return o.Output.printObject(o.g.Streams.Out, obj, nil)
 	}
 	if len(rep.Instances) == 0 {
 		where := "in namespace " + ns

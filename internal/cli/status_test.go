@@ -212,6 +212,13 @@ func TestStatus(t *testing.T) {
 	if len(rep.Instances) != 3 {
 		t.Fatalf("instances %+v, want broken, crashy, web", rep.Instances)
 	}
+	// kubectl's template printers read the same report.
+	if code, stdout, stderr := pluginMain(t, "", append([]string{"status", "-o", "jsonpath={.kind}:{.instances[*].name}"}, admin...)...); code != 0 || stdout != "Status:broken crashy web" {
+		t.Errorf("status -o jsonpath: exit %d, %q (%s)", code, stdout, stderr)
+	}
+	if code, _, stderr := pluginMain(t, "", append([]string{"status", "-o", "name"}, admin...)...); code != 2 || !strings.Contains(stderr, "status is one report") {
+		t.Errorf("status -o name: exit %d, %q", code, stderr)
+	}
 	byName := map[string]cli.InstanceStatus{}
 	for _, in := range rep.Instances {
 		byName[in.Name] = in

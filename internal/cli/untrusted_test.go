@@ -47,25 +47,39 @@ func TestKratosTextIsEscaped(t *testing.T) {
 		{"identity", "list"}, {"identity", "list", "-o", "wide"},
 		{"identity", "get", id, "-o", "json"}, {"identity", "get", id, "-o", "yaml"},
 		{"identity", "list", "-o", "json"}, {"identity", "list", "-o", "yaml"},
+		{"identity", "get", id, "-o", "jsonpath={.traits.name}"}, {"identity", "get", id, "-o", "go-template={{.traits.name}}"},
+		{"identity", "list", "-o", "custom-columns=ID:.id,NAME:.traits.name"},
+		{"identity", "list", "-o", "jsonpath={range .items[*]}{.traits.name}{\"\\n\"}{end}"},
 	} {
 		r := kk(t, "", append(g, args...)...).ok(t, args...)
 		if bad := cli.RawControls(r.stdout + r.stderr); bad != "" {
 			t.Errorf("%s: output holds raw control characters %s:\n%s", strings.Join(args, " "), bad, r.stdout)
 		}
 		out := r.stdout
-		switch args[len(args)-1] {
-		case "wide":
+		switch last := args[len(args)-1]; {
+		case strings.HasPrefix(last, "jsonpath=") || strings.HasPrefix(last, "go-template="):
+			// The template's raw text is escaped on its way to the terminal.
 			if !strings.Contains(out, escapedPayload) {
 				t.Errorf("%s: the name is not shown escaped as %q:\n%s", strings.Join(args, " "), escapedPayload, out)
 			}
-		case "json", "yaml":
+		case strings.HasPrefix(last, "custom-columns="):
+			if !strings.Contains(out, id) || !strings.Contains(out, escapedPayload) || !strings.HasPrefix(out, "ID ") {
+				t.Errorf("%s: want a table with the ID and the escaped name:\n%s", strings.Join(args, " "), out)
+			}
+		case last == "wide":
+			if !strings.Contains(out, escapedPayload) {
+				t.Errorf("%s: the name is not shown escaped as %q:\n%s", strings.Join(args, " "), escapedPayload, out)
+			}
+		case last == "json" || last == "yaml":
 			// The value is exact: decoding gives the name back.
 			var one struct {
 				Traits map[string]string `json:"traits"`
 			}
-			var many []struct {
-				ID     string            `json:"id"`
-				Traits map[string]string `json:"traits"`
+			var many struct {
+				Items []struct {
+					ID     string            `json:"id"`
+					Traits map[string]string `json:"traits"`
+				} `json:"items"`
 			}
 			unmarshal := json.Unmarshal
 			if args[len(args)-1] == "yaml" {
@@ -81,7 +95,7 @@ func TestKratosTextIsEscaped(t *testing.T) {
 				t.Fatalf("%s: %v", strings.Join(args, " "), err)
 			}
 			found := false
-			for _, i := range many {
+			for _, i := range many.Items {
 				found = found || (i.ID == id && i.Traits["name"] == payload)
 			}
 			if !found {

@@ -64,6 +64,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"identity", "list", "--admin-url", "ftp://h"}, `--admin-url "ftp://h": want http(s)://host[:port]`},
 		{[]string{"identity", "list", "--admin-url", "http://h", "--instance", "web"}, "does not go with --instance or -l"},
 		{[]string{"identity", "list", "--request-timeout", "soon"}, `--request-timeout "soon"`},
+		{[]string{"identity", "delete", someID, "--dry-run=maybe"}, `--dry-run "maybe": want "none", "server" or "client"`},
+		{[]string{"identity", "delete", someID, "ada"}, `identity ID "ada" is not a UUID`},
+		{[]string{"identity", "reset-mfa", someID, "--type", "totp", "--dry-run=sever"}, `--dry-run "sever"`},
 		{[]string{"version", "-o", "xml"}, `-o "xml"`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -100,7 +103,7 @@ func TestValidateAcceptsGoodOptions(t *testing.T) {
 		"get by id":        &GetOptions{g: g, Ref: refFlags{ID: someID}, Output: outputFlags{Format: formatWide, wide: true}},
 		"get by email":     &GetOptions{g: g, Ref: refFlags{Email: "ada@example.com"}, Output: outputFlags{Format: formatYAML}},
 		"list":             &ListOptions{g: g, PageSize: 2, Limit: 5, Output: outputFlags{Format: formatJSON}},
-		"delete":           &DeleteOptions{g: g, Ref: refFlags{Email: "ada@example.com"}, Output: table},
+		"delete":           &DeleteOptions{g: g, Emails: []string{"ada@example.com"}, IDs: []string{someID}, Output: table, DryRun: dryRunFlags{value: "server"}},
 		"create-admin":     &CreateAdminOptions{g: g, Username: "ada", Email: "ada@example.com", Schema: "admin", ExpiresIn: time.Hour, Password: passwordFlags{Secret: "ada-pw/new"}, Output: table},
 		"reset-password":   &ResetPasswordOptions{g: g, Ref: refFlags{ID: someID}, ExpiresIn: 30 * time.Minute, Password: passwordFlags{FromStdin: true}, Output: table},
 		"invalidate":       &InvalidateSessionsOptions{g: g, Ref: refFlags{ID: someID}, Output: table},
@@ -129,6 +132,16 @@ func TestCommandsThatNeedNoCluster(t *testing.T) {
 		{[]string{"identity"}, "create-admin"},
 		{[]string{"completion", "bash"}, "bash completion"},
 		{[]string{"identity", "create-admin", "--help"}, "--password-secret"},
+		// A client dry run contacts nothing (the kubeconfig does not exist) and reads no password.
+		{[]string{"identity", "delete", someID, "--dry-run"}, "identity/" + someID + ": would delete the identity and its sessions (dry run)"},
+		{[]string{"identity", "delete", "--email", "ada@example.com", "--dry-run=client"}, `identity with email "ada@example.com": would delete`},
+		{[]string{"identity", "delete", someID, "--dry-run=true"}, "(dry run)"},
+		{[]string{"identity", "reset-password", someID, "--password-secret", "pw", "--dry-run=client"}, "would set the password (dry run)"},
+		{[]string{"identity", "invalidate-sessions", someID, "--dry-run"}, "would revoke and delete every session (dry run)"},
+		{[]string{"identity", "reset-mfa", someID, "--type", "totp", "--dry-run"}, "would remove the totp credentials (dry run)"},
+		{[]string{"identity", "oidc", "unlink", someID, "--credential-id", "github:1", "--dry-run"}, "would unlink the OIDC account github:1 (dry run)"},
+		{[]string{"identity", "create-admin", "--username", "ada", "--email", "ada@example.com", "--dry-run"}, `would create an identity with schema admin, username "ada" and email "ada@example.com"`},
+		{[]string{"identity", "delete", someID, "--dry-run", "-o", "json"}, `"dryRun": "client"`},
 	} {
 		code, stdout, stderr := run(t, "", tc.args...)
 		if code != ExitOK || !strings.Contains(stdout, tc.want) {

@@ -329,6 +329,21 @@ func postgresHost(h string) (string, error) {
 	return h, nil
 }
 
+// PostgresDSN is the DSN Kratos gets from the database Secret name holding data, as `webhook
+// render` composes it from the mounted Secret: for the plugin, which reads the Secret through
+// the API to look at the database itself (migrate --status). Errors name the Secret and key,
+// never a value.
+func PostgresDSN(name string, data map[string][]byte) (string, error) {
+	s := &source{kind: "secret", name: name, data: data}
+	if data == nil {
+		s.data = map[string][]byte{}
+	}
+	if len(s.data) == 0 {
+		return "", s.fail("", "has no keys")
+	}
+	return postgresDSN(s)
+}
+
 // databaseDSN renders dsn for the spec's database.
 func (r *renderer) databaseDSN() (string, error) {
 	if r.spec.Database == DatabaseSQLite {
@@ -340,4 +355,29 @@ func (r *renderer) databaseDSN() (string, error) {
 		return "", err
 	}
 	return postgresDSN(s)
+}
+
+// PgxConfig is the connection config of dsn (PostgresDSN's) as Kratos connects with it: the
+// pool parameters, which Kratos strips, stripped; cockroach:// read as postgres://. Its error
+// never quotes the DSN (pgx's would, password included).
+func PgxConfig(dsn string) (*pgx.ConnConfig, error) {
+	cleaned := dsn
+	if parts := strings.Split(dsn, "?"); len(parts) == 2 {
+		q, err := url.ParseQuery(parts[1])
+		if err != nil {
+			return nil, errors.New(dsnQuery)
+		}
+		for _, p := range kratosPoolParams {
+			q.Del(p)
+		}
+		cleaned = parts[0] + "?" + q.Encode()
+	}
+	if rest, ok := strings.CutPrefix(cleaned, "cockroach://"); ok {
+		cleaned = "postgres://" + rest
+	}
+	cfg, err := pgx.ParseConfig(cleaned)
+	if err != nil {
+		return nil, errors.New(dsnDriver)
+	}
+	return cfg, nil
 }

@@ -37,6 +37,9 @@ func (e *InputError) Error() string {
 // machinery, the keys are symlinks through them): those are never keys.
 type source struct {
 	kind, name, dir string
+	// data, when not nil, holds the keys instead of dir: a Secret read through the API (the
+	// plugin's), parsed by the same code as a mounted one.
+	data map[string][]byte
 }
 
 func openSecret(inputDir, name string) (*source, error) {
@@ -85,6 +88,10 @@ func (s *source) failf(key, format string, args ...any) *InputError {
 func (s *source) raw(key string) (value []byte, ok bool, err error) {
 	if strings.HasPrefix(key, "..") {
 		return nil, false, nil
+	}
+	if s.data != nil {
+		b, ok := s.data[key]
+		return b, ok, nil
 	}
 	b, err := os.ReadFile(filepath.Join(s.dir, key))
 	switch {
@@ -163,6 +170,14 @@ func (s *source) has(key string) (bool, error) {
 
 // keys lists the object's keys, sorted, without the kubelet's `..` entries and directories.
 func (s *source) keys() ([]string, error) {
+	if s.data != nil {
+		keys := make([]string, 0, len(s.data))
+		for k := range s.data {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		return keys, nil
+	}
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, s.failf("", "unreadable: %v", cause(err))
