@@ -146,11 +146,14 @@ func TestRotatedSecretStaleThenRestart(t *testing.T) {
 	}
 }
 
-// A rotated database password under traffic: the role gets a new password, the Secret follows,
-// every pod is marked stale, and `kubectl kratos restart --wait` rolls the three replicas while
-// a client polls /health/ready on every Ready endpoint of their Service, as a Service's proxy
-// would route: it sees no failure, and the new pods run with the new password.
-func TestRotatedDatabasePasswordRollsWithoutFailures(t *testing.T) {
+// Rotated database credentials under traffic, the way that loses nothing with Postgres (one
+// password per role, so a changed password fails every new connection of the pods that still
+// have the old one): a second role with the first one's rights gets the new password, the
+// Secret switches to it, every pod is marked stale, and `kubectl kratos restart --wait` rolls
+// the three replicas while a client polls /health/ready on every Ready endpoint of their
+// Service, as a Service's proxy routes: it sees no failure. Then the old role loses its login,
+// and the new pods, on the new credentials, stay Ready.
+func TestRotatedDatabaseCredentialsRollWithoutFailures(t *testing.T) {
 	s, n := node(t)
 	_, _ = webhook(t)
 	p := postgres(t)
@@ -228,9 +231,11 @@ func TestRotatedDatabasePasswordRollsWithoutFailures(t *testing.T) {
 		<-done
 	}()
 
-	// Rotate: the role first (running pods keep their authenticated connections), then the Secret.
+	// Rotate: a new role, member of the old (whose tables Kratos's migrations created), with the
+	// new password; then the Secret names it.
 	const newPW = "rotate-db-New-Pa55word"
-	if _, err := p.SQL(ctx, "postgres", fmt.Sprintf("ALTER ROLE %s PASSWORD %s", db.User, testbed.QuoteLiteral(newPW))); err != nil {
+	newUser := db.User + "_next"
+	if _, err := p.SQL(ctx, "postgres", fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD %s IN ROLE %s", newUser, testbed.QuoteLiteral(newPW), db.User)); err != nil {
 		t.Fatal(err)
 	}
 	rememberSecret("the rotated database password", newPW)
@@ -239,7 +244,7 @@ func TestRotatedDatabasePasswordRollsWithoutFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sec.Data["password"] = []byte(newPW)
+	sec.Data["username"], sec.Data["password"] = []byte(newUser), []byte(newPW)
 	if _, err := s.CP.Client.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -255,11 +260,22 @@ func TestRotatedDatabasePasswordRollsWithoutFailures(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	close(stop)
 	<-done
+	// The old role may no longer log in: what still works runs on the new credentials.
+	if _, err := p.SQL(ctx, "postgres", fmt.Sprintf("ALTER ROLE %s NOLOGIN", db.User)); err != nil {
+		t.Fatal(err)
+	}
 	pods := waitPods(t, s.CP.Client, ns, "app=rotdb", time.Minute, podsReady(3))
 	for _, np := range pods {
 		for _, op := range old {
-			if np.Name == op.Name {
+			if np.Name == op.Name && np.DeletionTimestamp == nil {
 				t.Errorf("pod %s survived the restart", np.Name)
+			}
+		}
+	}
+	for _, np := range pods {
+		if np.DeletionTimestamp == nil {
+			if _, err := testbed.WaitPodReady(ctx, s.CP.Client, ns, np.Name, time.Minute); err != nil {
+				t.Errorf("after the old role lost its login: %v", err)
 			}
 		}
 	}
