@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -518,40 +517,8 @@ func extractReplacement(t *testing.T, overlay string) string {
 	return strings.Join(out, "\n")
 }
 
-// TestDockerfileMatchesBed: the image the Dockerfile builds and the one the test bed builds from
-// bin/webhook (internal/testbed/images.go) carry the binary at the same path, run as the same user,
-// and the Dockerfile compiles it as `make build` does.
-func TestDockerfileMatchesBed(t *testing.T) {
-	df, err := os.ReadFile("../Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mk, err := os.ReadFile("../Makefile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := string(df)
-	for _, want := range []string{
-		"FROM gcr.io/distroless/static-debian12:nonroot",
-		`ENTRYPOINT ["` + testbed.InjectorBinary + `"]`,
-		"USER 65532:65532",
-		"COPY --from=build /out/webhook " + testbed.InjectorBinary,
-		"CGO_ENABLED=0",
-		"go build -trimpath",
-		"./cmd/webhook",
-	} {
-		if !strings.Contains(d, want) {
-			t.Errorf("Dockerfile lacks %q", want)
-		}
-	}
-	ld := regexp.MustCompile(`(?m)^LDFLAGS := (.*)$`).FindStringSubmatch(string(mk))
-	if ld == nil {
-		t.Fatal("Makefile has no LDFLAGS")
-	}
-	if want := strings.ReplaceAll(ld[1], "$(VERSION)", "${VERSION}"); !strings.Contains(d, want) {
-		t.Errorf("Dockerfile's ldflags differ from the Makefile's %q", want)
-	}
-}
+// The Dockerfile and the image `make image` builds (and the bed runs) are kept in step by
+// internal/ociimage's TestDockerfileMatches.
 
 func flatten(scope string, rules []rbacv1.PolicyRule) []string {
 	var out []string
