@@ -69,6 +69,12 @@ bench:
 	@mkdir -p _output
 	go run ./hack/loadtest -duration $(BENCH_DURATION) | tee _output/loadtest.md
 
+## manifests: write manifests/ from the Helm chart charts/kratos-injector (the one source;
+## charts' TestManifestsUpToDate fails when they drift)
+.PHONY: manifests
+manifests:
+	go run ./hack/genmanifests manifests
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
