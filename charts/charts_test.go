@@ -7,16 +7,16 @@ import (
 	"strings"
 	"testing"
 
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+	"helm.sh/helm/v3/pkg/releaseutil"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/client-go/kubernetes/scheme"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/lint"
-	"helm.sh/helm/v3/pkg/lint/support"
-	"helm.sh/helm/v3/pkg/releaseutil"
 )
 
 // TestManifestsUpToDate: manifests/ is exactly what the chart renders (one source of truth). On
@@ -123,8 +123,8 @@ func webhookConfig(t *testing.T, objs []runtime.Object) *admissionregistrationv1
 // TestValues: the values reach the objects they promise to.
 func TestValues(t *testing.T) {
 	objs, hooks := render(t, map[string]any{
-		"replicas": 3,
-		"image":    map[string]any{"repository": "registry.example/ki", "tag": "v1.2.3", "digest": "sha256:" + strings.Repeat("ab", 32)},
+		"replicas":      3,
+		"image":         map[string]any{"repository": "registry.example/ki", "tag": "v1.2.3", "digest": "sha256:" + strings.Repeat("ab", 32)},
 		"injectorImage": map[string]any{"repository": "registry.example/render", "tag": "v9"},
 		"kratosImage":   "oryd/kratos:v1.3.2",
 		"logLevel":      "debug",
