@@ -104,6 +104,17 @@ IMAGE_DIR ?= $(CURDIR)/_output/image
 image:
 	go run ./hack/image -version $(VERSION) -repository $(IMAGE_REPO) -o $(IMAGE_DIR)
 
+## release: VERSION=vX.Y.Z: everything a release uploads, into $(DIST) (hack/release): plugin
+## archives for linux/darwin/windows x amd64/arm64, the image (OCI layout + tarball), the krew
+## manifest (validated by krew's validate-krew-manifest), install YAML per TLS mode and the Helm
+## chart, all pinned to the image digest, and checksums.txt. Publishing: docs/releasing.md.
+DIST ?= $(CURDIR)/dist
+.PHONY: release
+release:
+	@[[ "$(VERSION)" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$$ ]] || { echo "make release VERSION=vX.Y.Z (got $(VERSION))"; exit 2; }
+	@dir=$$(hack/tools.sh validate-krew-manifest); \
+	  go run ./hack/release -version $(VERSION) -o $(DIST) -krew-validator "$$dir/validate-krew-manifest"
+
 ## docker-image: the same image from the Dockerfile (needs docker with BuildKit; not part of `make test`)
 docker-image:
 	docker build -t $(IMAGE) --build-arg VERSION=$(VERSION) .

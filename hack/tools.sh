@@ -26,8 +26,9 @@ KWOK_VERSION=v0.8.0
 KRATOS_VERSION=v1.3.1
 MAILPIT_VERSION=v1.33.1
 GOLANGCI_LINT_VERSION=v2.15.0
+KREW_VERSION=v0.4.3
 ALL_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kwok kratos mailpit mkimg pause smokewebhook"
-DEV_TOOLS="golangci-lint"
+DEV_TOOLS="golangci-lint validate-krew-manifest"
 
 log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -37,6 +38,7 @@ module_dir() {
     etcd) echo etcd ;;
     mkimg|pause|smokewebhook) echo images ;;
     kube-*|kubelet|kubectl) echo kube ;;
+    validate-krew-manifest) echo krew ;;
     *) echo "$1" ;;
   esac
 }
@@ -48,6 +50,7 @@ version_of() {
     kratos) echo $KRATOS_VERSION ;;
     mailpit) echo $MAILPIT_VERSION ;;
     golangci-lint) echo $GOLANGCI_LINT_VERSION ;;
+    validate-krew-manifest) echo $KREW_VERSION ;;
     mkimg|pause|smokewebhook) echo local ;;
   esac
 }
@@ -96,6 +99,9 @@ build_one() {
         CGO_ENABLED=0 go build -trimpath \
           -ldflags "-s -w -X main.version=${GOLANGCI_LINT_VERSION#v} -X main.date=1970-01-01T00:00:00Z" \
           -o "$out.tmp" github.com/golangci/golangci-lint/v2/cmd/golangci-lint ;;
+      validate-krew-manifest)
+        # krew's own manifest validator (what krew-index's CI runs), for `make release`.
+        CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" sigs.k8s.io/krew/cmd/validate-krew-manifest ;;
       kratos)
         # cgo (sqlite); -mod=mod because the module starts from Kratos's own go.sum and is never tidied.
         CGO_ENABLED=1 go build -mod=mod -trimpath -tags sqlite \
