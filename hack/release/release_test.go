@@ -9,6 +9,7 @@ import (
 	"debug/elf"
 	"debug/macho"
 	"debug/pe"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -293,7 +294,7 @@ func deploymentImage(t *testing.T, y []byte) string {
 	d := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(y), 4096)
 	for {
 		var dep appsv1.Deployment
-		if err := d.Decode(&dep); err == io.EOF {
+		if err := d.Decode(&dep); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
 			t.Fatal(err)
@@ -336,7 +337,7 @@ func readTar(t *testing.T, r io.Reader) map[string][]byte {
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return out
 		}
 		if err != nil {

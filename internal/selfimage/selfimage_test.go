@@ -2,6 +2,7 @@ package selfimage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -87,16 +88,11 @@ func TestOwnImageAfterOverride(t *testing.T) {
 	}
 }
 
+// unwrapAPI returns the API status error err wraps (apierrors.Is* do not unwrap).
 func unwrapAPI(err error) error {
-	for e := err; e != nil; {
-		if _, ok := e.(apierrors.APIStatus); ok {
-			return e
-		}
-		u, ok := e.(interface{ Unwrap() error })
-		if !ok {
-			break
-		}
-		e = u.Unwrap()
+	var status *apierrors.StatusError
+	if errors.As(err, &status) {
+		return status
 	}
 	return err
 }
