@@ -59,6 +59,9 @@ func TestRelease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Fixed, so that a commit made while the test runs (the default is HEAD's commit time)
+	// cannot make the second run differ.
+	t.Setenv("SOURCE_DATE_EPOCH", "1764000000")
 	out := filepath.Join(t.TempDir(), "dist")
 	o := Options{Root: root, Version: testVersion, Out: out, KrewValidator: krewValidator(t), Log: logWriter{t}}
 	start := time.Now()
