@@ -18,10 +18,10 @@ all: build
 ## build: the binaries into bin/ (static, as in the image)
 build:
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/webhook ./cmd/webhook
-	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/kubectl-kratos ./cmd/kubectl-kratos
-	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/courier-gate ./cmd/courier-gate
-	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/metrics-proxy ./cmd/metrics-proxy
+	CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o $(BIN)/webhook ./cmd/webhook
+	CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o $(BIN)/kubectl-kratos ./cmd/kubectl-kratos
+	CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o $(BIN)/courier-gate ./cmd/courier-gate
+	CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags '$(LDFLAGS)' -o $(BIN)/metrics-proxy ./cmd/metrics-proxy
 
 ## tools: build/install the real test components (cached by version), print where they are
 tools:
@@ -39,7 +39,7 @@ integration: tools
 
 ## e2e: end-to-end tests on the real test bed (needs root for the real node)
 E2E_LOG ?= $(CURDIR)/_output/e2e.log
-e2e: build tools
+e2e: build image tools
 	@mkdir -p $(dir $(E2E_LOG))
 	@# One package (internal/testbed has no tests of its own), so go test streams each test's progress.
 	go test $(GO_TEST_FLAGS) -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/ 2>&1 | tee $(E2E_LOG)
@@ -80,6 +80,12 @@ bench:
 	@mkdir -p _output
 	go run ./hack/loadtest -duration $(BENCH_DURATION) | tee _output/loadtest.md
 
+## manifests: write manifests/ from the Helm chart charts/kratos-injector (the one source;
+## charts' TestManifestsUpToDate fails when they drift)
+.PHONY: manifests
+manifests:
+	go run ./hack/genmanifests manifests
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
@@ -98,10 +104,28 @@ lint-fix:
 clean:
 	rm -rf $(BIN)
 
-## image: the container image from the Dockerfile, tagged $(IMAGE). Needs docker (BuildKit) or a
-## compatible engine, which this project's test machines lack: `make test` never runs it; the e2e
-## bed packs bin/webhook into an image of the same layout instead (internal/testbed/images.go).
-IMAGE ?= ghcr.io/kratos-injector/kratos-injector:$(VERSION)
-.PHONY: image
+## image: the injector image with Go only (internal/ociimage via hack/image): a multi-arch
+## (linux/amd64, linux/arm64) OCI image index, static binary, user 65532, no shell, written as an
+## OCI image layout in $(IMAGE_DIR); reproducible (timestamps = SOURCE_DATE_EPOCH, default HEAD's
+## commit time). The e2e bed runs this image. Push: crane push $(IMAGE_DIR) $(IMAGE)
+IMAGE_REPO ?= ghcr.io/kratos-injector/kratos-injector
+IMAGE ?= $(IMAGE_REPO):$(VERSION)
+IMAGE_DIR ?= $(CURDIR)/_output/image
+.PHONY: image docker-image
 image:
+	go run ./hack/image -version $(VERSION) -repository $(IMAGE_REPO) -o $(IMAGE_DIR)
+
+## release: VERSION=vX.Y.Z: everything a release uploads, into $(DIST) (hack/release): plugin
+## archives for linux/darwin/windows x amd64/arm64, the image (OCI layout + tarball), the krew
+## manifest (validated by krew's validate-krew-manifest), install YAML per TLS mode and the Helm
+## chart, all pinned to the image digest, and checksums.txt. Publishing: docs/releasing.md.
+DIST ?= $(CURDIR)/dist
+.PHONY: release
+release:
+	@[[ "$(VERSION)" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$$ ]] || { echo "make release VERSION=vX.Y.Z (got $(VERSION))"; exit 2; }
+	@dir=$$(hack/tools.sh validate-krew-manifest); \
+	  go run ./hack/release -version $(VERSION) -o $(DIST) -krew-validator "$$dir/validate-krew-manifest"
+
+## docker-image: the same image from the Dockerfile (needs docker with BuildKit; not part of `make test`)
+docker-image:
 	docker build -t $(IMAGE) --build-arg VERSION=$(VERSION) .

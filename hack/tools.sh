@@ -29,8 +29,9 @@ MAILPIT_VERSION=v1.33.1
 # The API module the CRDs are generated from (pinned, with controller-tools, in hack/tools/promcrds).
 PROMETHEUS_OPERATOR_VERSION=v0.95.2
 GOLANGCI_LINT_VERSION=v2.15.0
+KREW_VERSION=v0.4.3
 ALL_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kwok kratos mailpit mkimg pause smokewebhook promcrds"
-DEV_TOOLS="golangci-lint"
+DEV_TOOLS="golangci-lint validate-krew-manifest"
 
 log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -40,6 +41,7 @@ module_dir() {
     etcd) echo etcd ;;
     mkimg|pause|smokewebhook) echo images ;;
     kube-*|kubelet|kubectl) echo kube ;;
+    validate-krew-manifest) echo krew ;;
     *) echo "$1" ;;
   esac
 }
@@ -52,6 +54,7 @@ version_of() {
     mailpit) echo $MAILPIT_VERSION ;;
     promcrds) echo $PROMETHEUS_OPERATOR_VERSION ;;
     golangci-lint) echo $GOLANGCI_LINT_VERSION ;;
+    validate-krew-manifest) echo $KREW_VERSION ;;
     mkimg|pause|smokewebhook) echo local ;;
   esac
 }
@@ -105,6 +108,9 @@ build_one() {
         # controller-tools from the operator's API module; see hack/tools/promcrds/main.go.
         rm -rf "$out.tmp"
         go run . -out "$out.tmp" ;;
+      validate-krew-manifest)
+        # krew's own manifest validator (what krew-index's CI runs), for `make release`.
+        CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" sigs.k8s.io/krew/cmd/validate-krew-manifest ;;
       kratos)
         # cgo (sqlite); -mod=mod because the module starts from Kratos's own go.sum and is never tidied.
         CGO_ENABLED=1 go build -mod=mod -trimpath -tags sqlite \

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -139,10 +138,10 @@ func load(t *testing.T, dir string) *rendered {
 
 const ns = "kratos-injector"
 
-// TestBase checks what every overlay inherits: the Deployment, Service, PDB and webhook
+// TestBase checks what both TLS modes share: the Deployment, Service, PDB and webhook
 // configuration as the README and docs/architecture.md describe them.
 func TestBase(t *testing.T) {
-	for _, dir := range []string{"base", "cert-manager", "self-signed"} {
+	for _, dir := range []string{"cert-manager", "self-signed"} {
 		t.Run(dir, func(t *testing.T) {
 			r := load(t, dir)
 			for _, o := range r.all {
@@ -161,14 +160,10 @@ func TestBase(t *testing.T) {
 				t.Errorf("PDB %+v", r.pdb.Spec)
 			}
 			checkWebhookConfig(t, r.mwc)
-			if dir == "base" {
-				if len(r.roles)+len(r.croles)+len(r.rbs)+len(r.crbs) != 0 {
-					t.Error("the base grants RBAC: the webhook makes no API call unless self-signed")
-				}
-				if r.sa.AutomountServiceAccountToken == nil || *r.sa.AutomountServiceAccountToken ||
-					r.deploy.Spec.Template.Spec.AutomountServiceAccountToken == nil || *r.deploy.Spec.Template.Spec.AutomountServiceAccountToken {
-					t.Error("the base mounts a ServiceAccount token it has no use for")
-				}
+			// The token is mounted into the webhook's pods only (it reads its own pod).
+			if r.sa.AutomountServiceAccountToken == nil || *r.sa.AutomountServiceAccountToken ||
+				r.deploy.Spec.Template.Spec.AutomountServiceAccountToken == nil || !*r.deploy.Spec.Template.Spec.AutomountServiceAccountToken {
+				t.Error("want the ServiceAccount's token mounted in the webhook's pods and nowhere else")
 			}
 		})
 	}
@@ -208,7 +203,7 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment) {
 		t.Errorf("resources %+v", c.Resources)
 	}
 	args := strings.Join(c.Args, " ")
-	for _, want := range []string{"--port=9443", "--cert-dir=/tls", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8080", "--injector-image=$(INJECTOR_IMAGE)"} {
+	for _, want := range []string{"--port=9443", "--cert-dir=/tls", "--health-probe-bind-address=:8081", "--metrics-bind-address=:8080", "--kratos-image=oryd/kratos:v1.3.1"} {
 		if !slices.Contains(c.Args, want) {
 			t.Errorf("args %q lack %s", args, want)
 		}
@@ -220,8 +215,13 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment) {
 	for _, e := range c.Env {
 		env[e.Name] = e
 	}
-	if env["INJECTOR_IMAGE"].Value != c.Image {
-		t.Errorf("INJECTOR_IMAGE %q differs from the container's image %q", env["INJECTOR_IMAGE"].Value, c.Image)
+	// No --injector-image: the webhook reads its own image from its pod (POD_NAME, POD_NAMESPACE),
+	// so an image override of any kind reaches the injected kratos-config container too.
+	if slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--injector-image") }) {
+		t.Errorf("args %q pin --injector-image: the webhook's own image must be the default", args)
+	}
+	if f := env["POD_NAME"].ValueFrom; f == nil || f.FieldRef == nil || f.FieldRef.FieldPath != "metadata.name" {
+		t.Errorf("POD_NAME %+v: want the downward API's metadata.name", env["POD_NAME"])
 	}
 	if f := env["POD_NAMESPACE"].ValueFrom; f == nil || f.FieldRef == nil || f.FieldRef.FieldPath != "metadata.namespace" {
 		t.Errorf("POD_NAMESPACE %+v: want the downward API's metadata.namespace", env["POD_NAMESPACE"])
@@ -288,8 +288,8 @@ func checkWebhookConfig(t *testing.T, c *admissionregistrationv1.MutatingWebhook
 // mounted at /tls, and whose CA cainjector injects into the webhook configuration.
 func TestCertManager(t *testing.T) {
 	r := load(t, "cert-manager")
-	if len(r.roles)+len(r.croles) != 0 {
-		t.Error("the cert-manager overlay grants RBAC: the webhook needs none")
+	if got := grants(t, r); !slices.Equal(got, []string{"ns /pods get *"}) {
+		t.Errorf("cert-manager grants %v: want only reading its own pods (its image)", got)
 	}
 	if len(r.vaps)+len(r.vapbs) != 0 {
 		t.Error("the cert-manager overlay ships an admission policy: the webhook has no API rights to narrow")
@@ -328,9 +328,6 @@ func TestCertManager(t *testing.T) {
 	if vol.Secret == nil || vol.Secret.SecretName != serving.Spec.SecretName {
 		t.Errorf("/tls is %+v, want the serving Secret %s", vol.VolumeSource, serving.Spec.SecretName)
 	}
-	if a := r.deploy.Spec.Template.Spec.AutomountServiceAccountToken; a == nil || *a {
-		t.Error("the cert-manager overlay mounts a ServiceAccount token")
-	}
 	if slices.ContainsFunc(r.deploy.Spec.Template.Spec.Containers[0].Args, func(a string) bool { return strings.HasPrefix(a, "--tls-mode") }) {
 		t.Error("the cert-manager overlay sets --tls-mode: files (the default) reads /tls")
 	}
@@ -363,36 +360,11 @@ func TestSelfSigned(t *testing.T) {
 		t.Error("the self-signed overlay needs the ServiceAccount token")
 	}
 	sa := rbacv1.Subject{Kind: "ServiceAccount", Name: r.deploy.Spec.Template.Spec.ServiceAccountName, Namespace: ns}
-
-	// Every grant, flattened: resource, verb, name ("" = any).
-	var grants []string
-	bound := func(kind, name string, subjects []rbacv1.Subject) {
-		if !slices.Equal(subjects, []rbacv1.Subject{sa}) {
-			t.Errorf("%s %s binds %+v, want only %+v", kind, name, subjects, sa)
-		}
-	}
-	for _, rb := range r.rbs {
-		bound("RoleBinding", rb.Name, rb.Subjects)
-		i := slices.IndexFunc(r.roles, func(x *rbacv1.Role) bool { return x.Name == rb.RoleRef.Name && rb.RoleRef.Kind == "Role" })
-		if i < 0 {
-			t.Fatalf("RoleBinding %s refers to %s %s, not rendered", rb.Name, rb.RoleRef.Kind, rb.RoleRef.Name)
-		}
-		grants = append(grants, flatten("ns", r.roles[i].Rules)...)
-	}
-	for _, crb := range r.crbs {
-		bound("ClusterRoleBinding", crb.Name, crb.Subjects)
-		i := slices.IndexFunc(r.croles, func(x *rbacv1.ClusterRole) bool {
-			return x.Name == crb.RoleRef.Name && crb.RoleRef.Kind == "ClusterRole"
-		})
-		if i < 0 {
-			t.Fatalf("ClusterRoleBinding %s refers to %s %s, not rendered", crb.Name, crb.RoleRef.Kind, crb.RoleRef.Name)
-		}
-		grants = append(grants, flatten("cluster", r.croles[i].Rules)...)
-	}
-	slices.Sort(grants)
+	grants := grants(t, r)
 	want := []string{
 		"cluster admissionregistration.k8s.io/mutatingwebhookconfigurations get " + config,
 		"cluster admissionregistration.k8s.io/mutatingwebhookconfigurations patch " + config,
+		"ns /pods get *",
 		"ns /secrets create *",
 		"ns /secrets get " + secret,
 		"ns /secrets update " + secret,
@@ -453,9 +425,10 @@ func checkCABundlePolicy(t *testing.T, r *rendered, sa rbacv1.Subject, config st
 	}
 }
 
-// TestImageOverride: an overlay that changes the image with `images:` and repeats the
-// replacement (as the overlays' comments say) keeps the injected init container's image equal
-// to the webhook's.
+// TestImageOverride: a user's overlay that changes the image with `images:` alone (what
+// `kustomize edit set image` writes) changes the webhook's image and pins no other: the injected
+// kratos-config image follows it because the webhook reads its own pod (internal/selfimage's
+// TestOwnImageAfterOverride runs that against an API server).
 func TestImageOverride(t *testing.T) {
 	for _, overlay := range []string{"self-signed", "cert-manager"} {
 		dir := t.TempDir()
@@ -473,88 +446,56 @@ images:
 - name: ghcr.io/kratos-injector/kratos-injector
   newName: registry.example/mirror/kratos-injector
   newTag: v9.9.9
-replacements:
-- path: replacement.yaml
 `, rel)
-		repl := extractReplacement(t, overlay)
-		for name, data := range map[string]string{"kustomization.yaml": k, "replacement.yaml": repl} {
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
-				t.Fatal(err)
-			}
+		if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+			t.Fatal(err)
 		}
 		r := load(t, dir)
 		c := r.deploy.Spec.Template.Spec.Containers[0]
-		for _, e := range c.Env {
-			if e.Name == "INJECTOR_IMAGE" && (e.Value != c.Image || c.Image != "registry.example/mirror/kratos-injector:v9.9.9") {
-				t.Errorf("%s: image %q, INJECTOR_IMAGE %q", overlay, c.Image, e.Value)
-			}
+		if c.Image != "registry.example/mirror/kratos-injector:v9.9.9" {
+			t.Errorf("%s: image %q", overlay, c.Image)
+		}
+		if bytes.Contains(render(t, dir), []byte("ghcr.io/kratos-injector/kratos-injector")) {
+			t.Errorf("%s: the old image is still named somewhere after the override", overlay)
 		}
 	}
 }
 
-// extractReplacement returns the overlay's replacement (the list item under `replacements:`) as
-// a document of its own.
-func extractReplacement(t *testing.T, overlay string) string {
+// The Dockerfile and the image `make image` builds (and the bed runs) are kept in step by
+// internal/ociimage's TestDockerfileMatches.
+
+// grants flattens every grant bound to the webhook's ServiceAccount ("ns|cluster group/resource
+// verb name", name * for any), sorted; a binding to anyone else, or to an unrendered role, fails.
+func grants(t *testing.T, r *rendered) []string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(overlay, "kustomization.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, after, ok := strings.Cut(string(b), "\nreplacements:\n- ")
-	if !ok {
-		t.Fatalf("%s/kustomization.yaml has no replacements", overlay)
-	}
-	var out []string
-	for i, l := range strings.Split(after, "\n") {
-		if i == 0 {
-			out = append(out, l)
-			continue
-		}
-		if l != "" && !strings.HasPrefix(l, "  ") {
-			break
-		}
-		out = append(out, strings.TrimPrefix(l, "  "))
-	}
-	return strings.Join(out, "\n")
-}
+	sa := rbacv1.Subject{Kind: "ServiceAccount", Name: r.deploy.Spec.Template.Spec.ServiceAccountName, Namespace: ns}
 
-// TestDockerfileMatchesBed: the image the Dockerfile builds and the one the test bed builds from
-// bin/webhook (internal/testbed/images.go) carry the binary at the same path, run as the same user,
-// and the Dockerfile compiles it as `make build` does.
-func TestDockerfileMatchesBed(t *testing.T) {
-	df, err := os.ReadFile("../Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mk, err := os.ReadFile("../Makefile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := string(df)
-	for _, want := range []string{
-		"FROM gcr.io/distroless/static-debian12:nonroot",
-		`ENTRYPOINT ["` + testbed.InjectorBinary + `"]`,
-		"USER 65532:65532",
-		"COPY --from=build /out/webhook " + testbed.InjectorBinary,
-		"COPY --from=build /out/courier-gate " + testbed.GateBinary,
-		"./cmd/courier-gate",
-		"COPY --from=build /out/metrics-proxy " + testbed.MetricsProxyBinary,
-		"./cmd/metrics-proxy",
-		"CGO_ENABLED=0",
-		"go build -trimpath",
-		"./cmd/webhook",
-	} {
-		if !strings.Contains(d, want) {
-			t.Errorf("Dockerfile lacks %q", want)
+	var grants []string
+	bound := func(kind, name string, subjects []rbacv1.Subject) {
+		if !slices.Equal(subjects, []rbacv1.Subject{sa}) {
+			t.Errorf("%s %s binds %+v, want only %+v", kind, name, subjects, sa)
 		}
 	}
-	ld := regexp.MustCompile(`(?m)^LDFLAGS := (.*)$`).FindStringSubmatch(string(mk))
-	if ld == nil {
-		t.Fatal("Makefile has no LDFLAGS")
+	for _, rb := range r.rbs {
+		bound("RoleBinding", rb.Name, rb.Subjects)
+		i := slices.IndexFunc(r.roles, func(x *rbacv1.Role) bool { return x.Name == rb.RoleRef.Name && rb.RoleRef.Kind == "Role" })
+		if i < 0 {
+			t.Fatalf("RoleBinding %s refers to %s %s, not rendered", rb.Name, rb.RoleRef.Kind, rb.RoleRef.Name)
+		}
+		grants = append(grants, flatten("ns", r.roles[i].Rules)...)
 	}
-	if want := strings.ReplaceAll(ld[1], "$(VERSION)", "${VERSION}"); !strings.Contains(d, want) {
-		t.Errorf("Dockerfile's ldflags differ from the Makefile's %q", want)
+	for _, crb := range r.crbs {
+		bound("ClusterRoleBinding", crb.Name, crb.Subjects)
+		i := slices.IndexFunc(r.croles, func(x *rbacv1.ClusterRole) bool {
+			return x.Name == crb.RoleRef.Name && crb.RoleRef.Kind == "ClusterRole"
+		})
+		if i < 0 {
+			t.Fatalf("ClusterRoleBinding %s refers to %s %s, not rendered", crb.Name, crb.RoleRef.Kind, crb.RoleRef.Name)
+		}
+		grants = append(grants, flatten("cluster", r.croles[i].Rules)...)
 	}
+	slices.Sort(grants)
+	return grants
 }
 
 func flatten(scope string, rules []rbacv1.PolicyRule) []string {

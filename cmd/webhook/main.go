@@ -25,7 +25,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newRenderCmd(), newTLSCmd(), &cobra.Command{
+	root.AddCommand(newServeCmd(), newRenderCmd(), newTLSCmd(), newUninstallCmd(), &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
 		Run: func(cmd *cobra.Command, _ []string) {

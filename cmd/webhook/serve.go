@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -24,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kratos-injector/kratos-injector/internal/inject"
+	"github.com/kratos-injector/kratos-injector/internal/selfimage"
 	"github.com/kratos-injector/kratos-injector/internal/selfsigned"
 	"github.com/kratos-injector/kratos-injector/internal/version"
 )
@@ -61,7 +63,6 @@ func newServeCmd() *cobra.Command {
 		metricsAddr:   ":8080",
 		probeAddr:     ":8081",
 		kratosImage:   inject.DefaultKratosImage,
-		injectorImage: inject.DefaultInjectorImage,
 		tlsMode:       tlsModeFiles,
 		shutdownDelay: 5 * time.Second,
 		selfSigned:    defaultSelfSignedOptions(),
@@ -97,7 +98,8 @@ writes the serving pair into --cert-dir, and patches the caBundle of --webhook-c
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", o.metricsAddr, `address of the Prometheus metrics endpoint /metrics ("0" disables it)`)
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", o.probeAddr, `address of /healthz and /readyz ("0" disables them)`)
 	fs.StringVar(&o.kratosImage, "kratos-image", o.kratosImage, "Kratos image injected when a pod has no "+inject.AnnotationImage+" annotation")
-	fs.StringVar(&o.injectorImage, "injector-image", o.injectorImage, "image of the injected kratos-config init container (this binary's image)")
+	fs.StringVar(&o.injectorImage, "injector-image", o.injectorImage, "image of the injected kratos-config init container (default: this webhook's own image, read from its pod "+
+		"$"+selfimage.PodNamespaceEnv+"/$"+selfimage.PodNameEnv+"; outside a pod "+inject.DefaultInjectorImage+")")
 	fs.StringVar(&o.tlsMode, "tls-mode", o.tlsMode, "where the serving certificate comes from: files (--cert-dir, e.g. from cert-manager) or self-signed (kept by this webhook in a Secret)")
 	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", o.shutdownDelay, "how long to keep serving, unready, after SIGTERM before draining")
 	o.selfSigned.addFlags(fs)
@@ -123,9 +125,48 @@ func (o *serveOptions) validate() error {
 	if err := inject.ValidImage(o.kratosImage); err != nil {
 		return fmt.Errorf("--kratos-image: %w", err)
 	}
-	if err := inject.ValidImage(o.injectorImage); err != nil {
-		return fmt.Errorf("--injector-image: %w", err)
+	if o.injectorImage != "" {
+		if err := inject.ValidImage(o.injectorImage); err != nil {
+			return fmt.Errorf("--injector-image: %w", err)
+		}
 	}
+	return nil
+}
+
+// resolveInjectorImage defaults --injector-image to the image this webhook runs from, read from
+// its own pod (named by the downward API env vars the manifests set), so that the injected
+// kratos-config container can never run another image than the webhook, however the image was
+// overridden. Outside a pod (no env vars) it is inject.DefaultInjectorImage, this version's
+// released image.
+func (o *serveOptions) resolveInjectorImage(ctx context.Context, log logr.Logger) error {
+	if o.injectorImage != "" {
+		return nil
+	}
+	pod, ns := os.Getenv(selfimage.PodNameEnv), os.Getenv(selfimage.PodNamespaceEnv)
+	if pod == "" || ns == "" {
+		o.injectorImage = inject.DefaultInjectorImage
+		log.Info("not in a pod: the injector image is this version's", "injectorImage", o.injectorImage)
+		return nil
+	}
+	cfg, err := restConfig(o.selfSigned.kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	img, err := selfimage.OwnImage(ctx, client, ns, pod, selfimage.Container)
+	if err != nil {
+		return err
+	}
+	if err := inject.ValidImage(img); err != nil {
+		return fmt.Errorf("own image %q: %w", img, err)
+	}
+	o.injectorImage = img
+	log.Info("injector image is the webhook's own", "pod", ns+"/"+pod, "injectorImage", img)
 	return nil
 }
 
@@ -133,6 +174,9 @@ func (o *serveOptions) validate() error {
 // server fails.
 func (o *serveOptions) run(ctx context.Context) error {
 	log := logf.Log.WithName("serve")
+	if err := o.resolveInjectorImage(ctx, log); err != nil {
+		return err
+	}
 	log.Info("starting", "version", version.Version, "kratosImage", o.kratosImage, "injectorImage", o.injectorImage,
 		"bindAddress", o.bindAddress, "port", o.port, "certDir", o.certDir, "tlsMode", o.tlsMode)
 

@@ -155,7 +155,7 @@ func TestServeFlags(t *testing.T) {
 	for name, def := range map[string]string{
 		"port": "9443", "bind-address": "", "host": "", "cert-dir": filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
 		"metrics-bind-address": ":8080", "health-probe-bind-address": ":8081", "kratos-image": "oryd/kratos:v1.3.1",
-		"injector-image": inject.DefaultInjectorImage, "tls-mode": "files", "shutdown-delay": "5s", "zap-log-level": "",
+		"injector-image": "", "tls-mode": "files", "shutdown-delay": "5s", "zap-log-level": "",
 		// --tls-mode=self-signed; manifests/self-signed/rbac.yaml names these objects.
 		"kubeconfig": "", "tls-secret-name": "kratos-injector-tls", "tls-secret-namespace": "", "webhook-config-name": "kratos-injector",
 		"service-name": "kratos-injector", "service-namespace": "", "tls-ca-validity": "87600h0m0s", "tls-serving-validity": "8760h0m0s",

@@ -43,7 +43,6 @@ const (
 var (
 	podMonitors     = schema.GroupVersionResource{Group: "monitoring.coreos.com", Version: "v1", Resource: "podmonitors"}
 	serviceMonitors = schema.GroupVersionResource{Group: "monitoring.coreos.com", Version: "v1", Resource: "servicemonitors"}
-	services        = schema.GroupVersionResource{Version: "v1", Resource: "services"}
 	crds            = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 )
 
@@ -55,7 +54,6 @@ var examples = []struct {
 }{
 	{"podmonitor.yaml", podMonitors, "PodMonitor"},
 	{"servicemonitor.yaml", serviceMonitors, "ServiceMonitor"},
-	{"webhook-metrics-service.yaml", services, "Service"},
 }
 
 var (
@@ -307,11 +305,6 @@ func TestRejectsWrongField(t *testing.T) {
 		{"namespaceSelector.any as a string", "servicemonitor.yaml", serviceMonitors, ".spec.namespaceSelector.any: expected boolean", func(u *unstructured.Unstructured) {
 			_ = unstructured.SetNestedField(u.Object, "yes", "spec", "namespaceSelector", "any")
 		}},
-		{"Service targetPort misspelt", "webhook-metrics-service.yaml", services, ".targetport: field not declared in schema", func(u *unstructured.Unstructured) {
-			ports, _, _ := unstructured.NestedSlice(u.Object, "spec", "ports")
-			ports[0].(map[string]any)["targetport"] = "metrics"
-			_ = unstructured.SetNestedSlice(u.Object, ports, "spec", "ports")
-		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			u := load(t, c.file)
@@ -371,20 +364,12 @@ func TestSelectors(t *testing.T) {
 		t.Errorf("PodMonitor relabelings: got %v, want [%v]", ep["relabelings"], wantRelabel)
 	}
 
-	// The Service must select the pods of manifests/base's Deployment, decoded strictly into
-	// its API type.
+	// The install manifests' metrics Service (rendered from the chart) must select their
+	// Deployment's pods; both decoded strictly into their API types.
 	var deploy appsv1.Deployment
-	y, err := os.ReadFile("../../manifests/base/deployment.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.UnmarshalStrict(y, &deploy); err != nil {
-		t.Fatalf("manifests/base/deployment.yaml: %v", err)
-	}
 	var svc corev1.Service
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(load(t, "webhook-metrics-service.yaml").Object, &svc, true); err != nil {
-		t.Fatalf("webhook-metrics-service.yaml: %v", err)
-	}
+	installed(t, "Deployment", "kratos-injector", &deploy)
+	installed(t, "Service", "kratos-injector-metrics", &svc)
 	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(deploy.Spec.Template.Labels)) {
 		t.Errorf("Service selector %v does not select the webhook pods %v", svc.Spec.Selector, deploy.Spec.Template.Labels)
 	}
@@ -434,4 +419,31 @@ func labelSelector(t *testing.T, u *unstructured.Unstructured, fields ...string)
 		t.Fatalf("%s %s selector: %v", u.GetKind(), u.GetName(), err)
 	}
 	return sel
+}
+
+// installed decodes strictly the object of that kind and name from the install manifests
+// (manifests/self-signed/kratos-injector.yaml, rendered from the chart).
+func installed(t *testing.T, kind, name string, into any) {
+	t.Helper()
+	const file = "../../manifests/self-signed/kratos-injector.yaml"
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(string(b), "\n---") {
+		var meta struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil || meta.Kind != kind || meta.Metadata.Name != name {
+			continue
+		}
+		if err := yaml.UnmarshalStrict([]byte(doc), into); err != nil {
+			t.Fatalf("%s: %s %s: %v", file, kind, name, err)
+		}
+		return
+	}
+	t.Fatalf("%s has no %s %s", file, kind, name)
 }

@@ -251,11 +251,15 @@ func TestKrewManifest(t *testing.T) {
 	for _, pl := range p.Spec.Platforms {
 		os, arch := pl.Selector.MatchLabels["os"], pl.Selector.MatchLabels["arch"]
 		seen[os+"/"+arch] = true
-		if pl.Bin != "kubectl-kratos" || len(pl.Sha256) != 64 || !strings.HasSuffix(pl.URI, fmt.Sprintf("/%s/kubectl-kratos_%s_%s_%s.tar.gz", tag, tag, os, arch)) {
+		bin := "kubectl-kratos"
+		if os == "windows" {
+			bin += ".exe"
+		}
+		if pl.Bin != bin || len(pl.Sha256) != 64 || !strings.HasSuffix(pl.URI, fmt.Sprintf("/%s/kubectl-kratos_%s_%s_%s.tar.gz", tag, tag, os, arch)) {
 			t.Errorf("platform %s/%s: %+v", os, arch, pl)
 		}
 	}
-	for _, want := range []string{"linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64"} {
+	for _, want := range []string{"linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64", "windows/amd64", "windows/arm64"} {
 		if !seen[want] {
 			t.Errorf("no platform %s", want)
 		}

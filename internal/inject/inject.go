@@ -20,8 +20,24 @@ import (
 // DefaultContainerAnnotation is kubectl's default container for logs and exec.
 const DefaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
 
-// DefaultInjectorImage is the render init container's image when Options leave it empty.
-var DefaultInjectorImage = "ghcr.io/kratos-injector/kratos-injector:" + version.Version
+// InjectorImageRepository is where releases publish the injector image.
+const InjectorImageRepository = "ghcr.io/kratos-injector/kratos-injector"
+
+// InjectorImageDigest is the digest (sha256:...) of the released image index of this version,
+// stamped by `make release` into the binaries it ships (-ldflags -X), so that the plugin's
+// `inject -f` default is the very image the release's install YAML pins. Empty in other builds.
+var InjectorImageDigest = ""
+
+// DefaultInjectorImage is the render init container's image when Options leave it empty: this
+// version's released image, repository:version[@digest].
+var DefaultInjectorImage = defaultInjectorImage(version.Version, InjectorImageDigest)
+
+func defaultInjectorImage(v, digest string) string {
+	if digest != "" {
+		return InjectorImageRepository + ":" + v + "@" + digest
+	}
+	return InjectorImageRepository + ":" + v
+}
 
 // Options are the injector-wide settings (the webhook's flags).
 type Options struct {

@@ -320,9 +320,9 @@ func TestInstallCertManager(t *testing.T) {
 	}
 }
 
-// renderInstall renders an overlay of manifests/<overlay> that swaps in the bed's image (with
-// the overlay's image replacement repeated, as manifests/README.md tells users) plus extra
-// kustomization text.
+// renderInstall renders an overlay of manifests/<overlay> that swaps in the bed's image with
+// `images:` alone, as a user's overlay would (the webhook reads its own image from its pod, so
+// the injected kratos-config container follows it), plus extra kustomization text.
 func renderInstall(t *testing.T, overlay, extra string) []byte {
 	t.Helper()
 	dir := t.TempDir()
@@ -339,24 +339,13 @@ images:
 - name: ghcr.io/kratos-injector/kratos-injector
   newName: %s
   newTag: %s
-replacements:
-- source:
-    kind: Deployment
-    name: kratos-injector
-    fieldPath: spec.template.spec.containers.[name=webhook].image
-  targets:
-  - select:
-      kind: Deployment
-      name: kratos-injector
-    fieldPaths:
-    - spec.template.spec.containers.[name=webhook].env.[name=INJECTOR_IMAGE].value
 %s`, rel, name, tag, extra)
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out := installKustomize(t, dir)
-	if !bytes.Contains(out, []byte("value: "+testbed.InjectorImage)) {
-		t.Fatalf("INJECTOR_IMAGE is not the bed's image in the rendered overlay:\n%s", out)
+	if !bytes.Contains(out, []byte("image: "+testbed.InjectorImage)) || bytes.Contains(out, []byte("--injector-image")) {
+		t.Fatalf("the rendered overlay does not run the bed's image, or pins --injector-image:\n%s", out)
 	}
 	return out
 }
