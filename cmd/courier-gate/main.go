@@ -5,13 +5,19 @@
 //
 //	courier-gate run --config /etc/kratos/kratos.yaml -- kratos courier watch -c /etc/kratos/kratos.yaml
 //	courier-gate holder --config /etc/kratos/kratos.yaml
+//	courier-gate exclusive --config /etc/kratos/kratos.yaml -- kratos migrate sql -e --yes -c /etc/kratos/kratos.yaml
+//
+// exclusive serialises the kratos-migrate init containers of replicas that start together on a
+// fresh database (the migration lock), so none fails on the tables another is creating.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -28,7 +34,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: courier-gate run|holder --config KRATOS_YAML [-- COURIER COMMAND]")
+		return fmt.Errorf("usage: courier-gate run|holder|exclusive --config KRATOS_YAML [-- COMMAND]")
 	}
 	fs := flag.NewFlagSet("courier-gate "+args[0], flag.ContinueOnError)
 	cfg := fs.String("config", "", "the rendered kratos.yaml (its dsn names the database)")
@@ -66,7 +72,18 @@ func run(args []string) error {
 		}
 		fmt.Println(pod)
 		return nil
+	case "exclusive":
+		if fs.NArg() == 0 {
+			return fmt.Errorf("exclusive: the command follows --")
+		}
+		err := courier.Exclusive(ctx, dsn, os.Getenv("POD_NAME"), fs.Args(), os.Stdout, os.Stderr, os.Stderr)
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			// The command's own status: its output already says why.
+			os.Exit(ee.ExitCode())
+		}
+		return err
 	default:
-		return fmt.Errorf("unknown command %q: run or holder", args[0])
+		return fmt.Errorf("unknown command %q: run, holder or exclusive", args[0])
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -257,5 +258,39 @@ func TestCourierExitReleasesLock(t *testing.T) {
 	}
 	if h, err := courier.Holder(context.Background(), dsn); err != nil || h != "" {
 		t.Errorf("Holder after the gate stopped = %q, %v; want none", h, err)
+	}
+}
+
+// Three migrations started together on one database run one after the other: the marker of a
+// running one is never there twice, and each ran.
+func TestExclusiveSerialises(t *testing.T) {
+	dsn := newDatabase(t, "gatemigrate")
+	dir := t.TempDir()
+	running, done := filepath.Join(dir, "running"), filepath.Join(dir, "done")
+	// Fails if another is running (the marker exists), else holds the marker for 300 ms.
+	script := fmt.Sprintf(`set -e; if [ -e %[1]q ]; then echo overlap; exit 7; fi; touch %[1]q; sleep 0.3; rm %[1]q; echo x >> %[2]q`, running, done)
+	errs := make(chan error, 3)
+	log := &syncBuffer{}
+	for i := range 3 {
+		go func() {
+			errs <- courier.Exclusive(context.Background(), dsn, fmt.Sprintf("pod-%d", i), []string{"/bin/sh", "-c", script}, log, log, log)
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Errorf("migration: %v\n%s", err, log.String())
+		}
+	}
+	b, _ := os.ReadFile(done)
+	if n := bytes.Count(b, []byte("x")); n != 3 {
+		t.Errorf("%d migrations ran, want 3\n%s", n, log.String())
+	}
+	if !bytes.Contains([]byte(log.String()), []byte("another pod is migrating this database; waiting")) {
+		t.Errorf("no migration waited for another:\n%s", log.String())
+	}
+	// The command's failure is the caller's: its exit status comes back.
+	err := courier.Exclusive(context.Background(), dsn, "fails", []string{"/bin/sh", "-c", "exit 4"}, log, log, log)
+	if err == nil || !strings.Contains(err.Error(), "exit status 4") {
+		t.Errorf("a failing command: %v", err)
 	}
 }

@@ -79,7 +79,7 @@ func renderContainer(s *config.Spec, injectorImage, specJSON string, inputMounts
 		corev1.VolumeMount{Name: VolumeConfig, MountPath: config.DefaultConfigDir},
 		corev1.VolumeMount{Name: VolumeTmp, MountPath: tmpDir},
 	)
-	if gatedCourier(s) {
+	if needsGate(s) {
 		mounts = append(mounts, corev1.VolumeMount{Name: VolumeBin, MountPath: binDir})
 	}
 	mounts = append(mounts, inputMounts...)
@@ -103,7 +103,7 @@ func renderContainer(s *config.Spec, injectorImage, specJSON string, inputMounts
 		TerminationMessagePolicy: terminationPolicy,
 		SecurityContext:          securityContext(),
 	}
-	if gatedCourier(s) {
+	if needsGate(s) {
 		c.Args = append(c.Args, "--install-courier-gate="+kubeletLiteral(GateSource)+":"+kubeletLiteral(GatePath))
 	}
 	return c
@@ -157,7 +157,7 @@ const preStopSeconds = 5
 func sqaOptOut() []corev1.EnvVar { return []corev1.EnvVar{{Name: "SQA_OPT_OUT", Value: "true"}} }
 
 func migrateContainer(s *config.Spec) corev1.Container {
-	return corev1.Container{
+	c := corev1.Container{
 		Name:                     ContainerMigrate,
 		Image:                    s.Image,
 		Command:                  []string{"kratos"},
@@ -168,6 +168,21 @@ func migrateContainer(s *config.Spec) corev1.Container {
 		TerminationMessagePolicy: terminationPolicy,
 		SecurityContext:          securityContext(),
 	}
+	if s.Database == config.DatabasePostgres {
+		// Replicas share the database: the gate runs one pod's migration at a time (the
+		// database's migration lock), so that none fails on tables another is creating.
+		c.Command = []string{GatePath}
+		c.Args = append([]string{"exclusive", "--config", ConfigPath, "--", "kratos"}, c.Args...)
+		c.Env = append(c.Env, podNameEnv())
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: VolumeBin, MountPath: binDir, ReadOnly: true})
+	}
+	return c
+}
+
+// podNameEnv names the pod in the gate's database session (pg_stat_activity).
+func podNameEnv() corev1.EnvVar {
+	return corev1.EnvVar{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
+		FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}}
 }
 
 func httpGet(p string) corev1.ProbeHandler {
@@ -229,6 +244,12 @@ func gatedCourier(s *config.Spec) bool {
 	return s.Courier == config.CourierWatch && s.Database == config.DatabasePostgres
 }
 
+// needsGate says whether the pod gets the gate binary (the kratos-bin volume): for the courier,
+// or for migrations that replicas must not run at the same time.
+func needsGate(s *config.Spec) bool {
+	return gatedCourier(s) || s.Database == config.DatabasePostgres && s.Migrate == config.MigrateAuto
+}
+
 // Resources of kratos-courier: a Kratos process that mostly waits (its memory limit is
 // Kratos's, as it loads the same program).
 var (
@@ -242,12 +263,11 @@ func courierContainer(s *config.Spec) corev1.Container {
 	res := kratosResources(s)
 	res.Requests = corev1.ResourceList{corev1.ResourceCPU: courierCPURequest.DeepCopy(), corev1.ResourceMemory: courierMemoryRequest.DeepCopy()}
 	c := corev1.Container{
-		Name:    ContainerCourier,
-		Image:   s.Image,
-		Command: []string{GatePath},
-		Args:    []string{"run", "--config", ConfigPath, "--", "kratos", "courier", "watch", "-c", ConfigPath},
-		Env: append(sqaOptOut(), corev1.EnvVar{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
-			FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}}),
+		Name:                     ContainerCourier,
+		Image:                    s.Image,
+		Command:                  []string{GatePath},
+		Args:                     []string{"run", "--config", ConfigPath, "--", "kratos", "courier", "watch", "-c", ConfigPath},
+		Env:                      append(sqaOptOut(), podNameEnv()),
 		Resources:                res,
 		VolumeMounts:             append(kratosMounts(s), corev1.VolumeMount{Name: VolumeBin, MountPath: binDir, ReadOnly: true}),
 		TerminationMessagePolicy: terminationPolicy,

@@ -22,7 +22,7 @@ import (
 // Refresh (only for an intended change of the output): go test ./internal/inject/ -run
 // TestHandleResponsePinned -v, and copy the printed sums.
 var pinnedResponses = map[string]string{
-	"all-annotations":   "28d0be971c4fd6d4da2abd1649b87c3e18d4cd32571d8908605fb95d2d872ffd",
+	"all-annotations":   "29ca2857dc0e46e27fd59a520d7fa44df1184f34dd4b15b3e1e0d161136f7465",
 	"bare-pod":          "531cd6604578f0ef2483533b56355edcb0ba368bf19775a3453e677df1d5eb41",
 	"deployment-pod":    "50ce7521dbd49972eb55b53743f9363d65a5d48d1a972e70e0970459ef77624c",
 	"harness-review":    "899d1989eb6a94e839d8611143956f86b5ef9a8d89d96ef785efc15b28161ade",

@@ -60,7 +60,7 @@ func volumes(s *config.Spec) ([]corev1.Volume, []corev1.VolumeMount) {
 			Medium: corev1.StorageMediumMemory, SizeLimit: &configSize}}},
 		corev1.Volume{Name: VolumeTmp, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &tmpSize}}},
 	)
-	if gatedCourier(s) {
+	if needsGate(s) {
 		binSize := binSizeLimit.DeepCopy()
 		vols = append(vols, corev1.Volume{Name: VolumeBin, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &binSize}}})
 	}

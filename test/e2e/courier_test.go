@@ -62,8 +62,10 @@ func TestCourierOnePerDatabase(t *testing.T) {
 	pods := waitPods(t, s.CP.Client, ns, "app=mail", 4*time.Minute, podsReady(3))
 	for i := range pods {
 		for st := range instance.ContainerStatuses(&pods[i]) {
+			// Three replicas migrating one fresh database at once: the migration lock makes
+			// them take turns, so none fails and restarts.
 			if st.RestartCount > 0 {
-				t.Logf("pod %s: container %s restarted %d times (last: %s)", pods[i].Name, st.Name, st.RestartCount, lastTermination(st))
+				t.Errorf("pod %s: container %s restarted %d times (last: %s)", pods[i].Name, st.Name, st.RestartCount, lastTermination(st))
 			}
 		}
 	}

@@ -40,7 +40,16 @@ func waitPods(t testing.TB, c kubernetes.Interface, ns, selector string, timeout
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("pods %q in %s: %v (after %s)", selector, ns, last, timeout)
+			// The namespace's warnings say why pods are missing (a denied admission, a quota).
+			var why []string
+			if evs, err := c.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{}); err == nil {
+				for _, e := range evs.Items {
+					if e.Type == corev1.EventTypeWarning {
+						why = append(why, fmt.Sprintf("%s %s: %s: %s", e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message))
+					}
+				}
+			}
+			t.Fatalf("pods %q in %s: %v (after %s); warnings: %v", selector, ns, last, timeout, why)
 			return nil
 		case <-time.After(200 * time.Millisecond):
 		}

@@ -19,10 +19,11 @@ import (
 	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
-// A rotated SMTP password: the SMTP server (Mailpit with authentication) takes only the new
-// one, the Secret gets it, and the running pod, which rendered the old one, is marked stale by
-// `kubectl kratos status` (its mail no longer goes out); `kubectl kratos restart --wait` rolls
-// the Deployment as kubectl rollout restart does, and the new pod sends with the new password.
+// A rotated SMTP password and IdP client secret: the SMTP server (Mailpit with authentication)
+// takes only the new password, the Secrets get the new values, and the running pod, which
+// rendered the old ones, is marked stale by `kubectl kratos status`, naming both Secrets (its mail
+// no longer goes out); `kubectl kratos restart --wait` rolls the Deployment as kubectl rollout
+// restart does, and the new pod, not stale, sends with the new password.
 func TestRotatedSecretStaleThenRestart(t *testing.T) {
 	s, n := node(t)
 	_, _ = webhook(t)
@@ -56,7 +57,13 @@ func TestRotatedSecretStaleThenRestart(t *testing.T) {
 			"transport_security": "tls", "skip_ssl_verify": "true"}}, createOpts); err != nil {
 		t.Fatal(err)
 	}
-	dep := deployment("rot", 1, map[string]string{injectLabel: "true"}, map[string]string{"kratos-injector.io/smtp-secret": "smtp"}, realNodeSpec(n))
+	if _, err := s.CP.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "idp"},
+		StringData: map[string]string{"id": "corp", "provider": "generic", "client_id": "kratos", "client_secret": "old-IdP-Secret-value",
+			"issuer_url": "https://idp.bed.example/"}}, createOpts); err != nil {
+		t.Fatal(err)
+	}
+	dep := deployment("rot", 1, map[string]string{injectLabel: "true"}, map[string]string{"kratos-injector.io/smtp-secret": "smtp",
+		"kratos-injector.io/idp-secrets": "idp"}, realNodeSpec(n))
 	if _, err := s.CP.Client.AppsV1().Deployments(ns).Create(ctx, dep, createOpts); err != nil {
 		t.Fatal(err)
 	}
@@ -106,9 +113,17 @@ func TestRotatedSecretStaleThenRestart(t *testing.T) {
 	if _, err := s.CP.Client.CoreV1().Secrets(ns).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	idp, err := s.CP.Client.CoreV1().Secrets(ns).Get(ctx, "idp", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp.Data["client_secret"] = []byte("new-IdP-Secret-value")
+	if _, err := s.CP.Client.CoreV1().Secrets(ns).Update(ctx, idp, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	mail(pod, "stale")
 	out := kubectlKratos(t, s, ns, "status")
-	if !strings.Contains(out, "stale: Secret smtp changed after the config was rendered") {
+	if !strings.Contains(out, "stale: Secret smtp, Secret idp changed after the config was rendered") {
 		t.Fatalf("status does not mark %s stale after the Secret changed:\n%s", pod.Name, out)
 	}
 	t.Logf("status after the rotation:\n%s", out)
