@@ -149,9 +149,19 @@ func kratosResources(s *config.Spec) corev1.ResourceRequirements {
 	}
 }
 
-// preStopSeconds is how long Kratos keeps serving once its pod is being deleted; pods keep
-// their terminationGracePeriodSeconds (30 by default), of which this is a part.
+// preStopSeconds is how long Kratos keeps serving once its pod is being deleted. The API server
+// refuses a sleep longer than the pod's terminationGracePeriodSeconds (30 by default), of which
+// it is a part: a shorter grace period gets a shorter sleep, and none when it is 0.
 const preStopSeconds = 5
+
+// preStopSleep is the sleep for a pod's grace period (nil: the default).
+func preStopSleep(grace *int64) int64 {
+	g := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	if grace != nil {
+		g = *grace
+	}
+	return max(0, min(preStopSeconds, g))
+}
 
 // sqaOptOut keeps Kratos from sending telemetry (the flag covers serve, the env var migrate).
 func sqaOptOut() []corev1.EnvVar { return []corev1.EnvVar{{Name: "SQA_OPT_OUT", Value: "true"}} }
@@ -192,7 +202,7 @@ func httpGet(p string) corev1.ProbeHandler {
 
 // kratosContainer is the Kratos server. Kratos v1.3 has no `serve all`: `serve` runs public and
 // admin APIs together.
-func kratosContainer(s *config.Spec) corev1.Container {
+func kratosContainer(s *config.Spec, preStop int64) corev1.Container {
 	args := []string{"serve", "-c", ConfigPath, "--sqa-opt-out"}
 	if s.Courier == config.CourierWatch && !gatedCourier(s) {
 		// SQLite: one pod per database file, so the in-process courier is the only one.
@@ -226,10 +236,13 @@ func kratosContainer(s *config.Spec) corev1.Container {
 		// still send it requests until they see the pod terminating: keep serving a few
 		// seconds first, so a rolling restart loses no request (the kubelet's own sleep action:
 		// the Kratos image needs no shell).
-		Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: preStopSeconds}}},
+
 		// Not its log: Kratos's errors may quote secrets (see terminationPolicy).
 		TerminationMessagePolicy: terminationPolicy,
 		SecurityContext:          securityContext(),
+	}
+	if preStop > 0 {
+		c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: preStop}}}
 	}
 	if s.Sidecar == config.SidecarNative {
 		c.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)

@@ -140,7 +140,7 @@ func (in *Injector) Inject(pod *corev1.Pod) (*Result, error) {
 	if spec.Migrate == config.MigrateAuto {
 		ours = append(ours, migrateContainer(spec))
 	}
-	kratos := []corev1.Container{kratosContainer(spec)}
+	kratos := []corev1.Container{kratosContainer(spec, preStopSleep(pod.Spec.TerminationGracePeriodSeconds))}
 	if gatedCourier(spec) {
 		kratos = append(kratos, courierContainer(spec))
 	}

@@ -27,6 +27,10 @@ func Patch(in, out *corev1.Pod) ([]byte, error) { return patchWith(in, out, nil)
 // container and volume, in the order Inject adds them.
 type encodedParts struct {
 	init, main, vols [][]byte
+	// preStop is the Kratos container's preStop sleep these parts hold: it follows the pod's
+	// terminationGracePeriodSeconds, the one input besides the settings (the pods of one
+	// ReplicaSet share it).
+	preStop int64
 }
 
 func marshalEach[T any](items []T) ([][]byte, error) {
@@ -57,8 +61,9 @@ func patchWith(in, out *corev1.Pod, parsed *parsedSpec) ([]byte, error) {
 	var parts *encodedParts
 	if parsed != nil {
 		parts = parsed.parts.Load()
-		if parts != nil && (len(parts.init) != nInit || len(parts.main) != nMain || len(parts.vols) != nVol) {
-			parts = nil // not Inject's output for these settings: encode
+		if parts != nil && (len(parts.init) != nInit || len(parts.main) != nMain || len(parts.vols) != nVol ||
+			parts.preStop != preStopSleep(in.Spec.TerminationGracePeriodSeconds)) {
+			parts = nil // not Inject's output for these settings and this grace period: encode
 		}
 	}
 	if parts == nil {
@@ -70,6 +75,7 @@ func patchWith(in, out *corev1.Pod, parsed *parsedSpec) ([]byte, error) {
 		if err := errors.Join(errs[:]...); err != nil {
 			return nil, fmt.Errorf("patch: %w", err)
 		}
+		p.preStop = preStopSleep(in.Spec.TerminationGracePeriodSeconds)
 		parts = &p
 		if parsed != nil {
 			parsed.parts.Store(parts)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 
 	"github.com/kratos-injector/kratos-injector/internal/config"
 )
@@ -171,4 +172,42 @@ func TestCloneSpecCopiesEveryReference(t *testing.T) {
 			t.Errorf("cloneSpec shares config.Spec.%s with the cached spec", v.Type().Field(i).Name)
 		}
 	}
+}
+
+// Kratos's preStop sleep follows the pod's terminationGracePeriodSeconds (the API server refuses
+// a longer sleep), the one input of the injected parts besides the settings: pods with the same
+// settings and another grace period never get a cached container with the wrong sleep.
+func TestPreStopFollowsGracePeriod(t *testing.T) {
+	in := NewInjector(testOptions)
+	for _, tc := range []struct {
+		grace *int64
+		want  int64 // 0: no preStop
+	}{{nil, preStopSeconds}, {ptr.To[int64](1), 1}, {ptr.To[int64](0), 0}, {ptr.To[int64](120), preStopSeconds}, {nil, preStopSeconds}, {ptr.To[int64](2), 2}} {
+		pod := labelledPod(nil)
+		pod.Spec.TerminationGracePeriodSeconds = tc.grace
+		res, err := in.Inject(pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := kratosOf(res.Pod)
+		got := int64(0)
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+			got = c.Lifecycle.PreStop.Sleep.Seconds
+		}
+		if got != tc.want {
+			t.Errorf("grace %v: preStop sleep %d, want %d", tc.grace, got, tc.want)
+		}
+		samePatch(t, pod, res)
+	}
+}
+
+func kratosOf(p *corev1.Pod) *corev1.Container {
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for i := range cs {
+			if cs[i].Name == ContainerKratos {
+				return &cs[i]
+			}
+		}
+	}
+	return nil
 }
