@@ -77,9 +77,9 @@ func TestInjectDeploymentThroughAPIServer(t *testing.T) {
 	}
 	pods := waitPods(t, s.CP.Client, ns, "app=shop", 90*time.Second, podsRunning(2))
 	for _, p := range pods {
-		// The SQLite default migrates automatically, before the native sidecar starts.
-		if got := containerNames(p.Spec.InitContainers); strings.Join(got, ",") != "kratos-config,kratos-migrate,kratos" {
-			t.Errorf("pod %s init containers %v, want [kratos-config kratos-migrate kratos]", p.Name, got)
+		// The SQLite default migrates automatically, before the native sidecars start.
+		if got := containerNames(p.Spec.InitContainers); strings.Join(got, ",") != "kratos-config,kratos-migrate,kratos,kratos-metrics" {
+			t.Errorf("pod %s init containers %v, want [kratos-config kratos-migrate kratos kratos-metrics]", p.Name, got)
 		}
 		if p.Labels[inject.LabelInstance] != "shop" {
 			t.Errorf("pod %s instance label %q, want the Deployment's name", p.Name, p.Labels[inject.LabelInstance])

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
@@ -169,12 +171,19 @@ func mailpitOptions() testbed.MailpitOptions {
 	return testbed.MailpitOptions{SMTPListen: network.Gateway}
 }
 
-// namespace creates a fresh namespace for one test.
+// namespace creates a fresh namespace for one test, deleted when the test ends: the real node
+// has two cores, and the CPU requests of the pods earlier tests left behind would leave none for
+// later ones. (The leak scan has seen every pod and Event by then: it watches as they come.)
 func namespace(t testing.TB, s *stack, prefix string) string {
 	t.Helper()
 	ns := fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1_000_000_000)
 	if _, err := s.CP.Client.CoreV1().Namespaces().Create(context.Background(), nsObj(ns), createOpts); err != nil {
 		t.Fatalf("namespace %s: %v", ns, err)
 	}
+	t.Cleanup(func() {
+		if err := s.CP.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}); err != nil {
+			t.Logf("delete namespace %s: %v", ns, err)
+		}
+	})
 	return ns
 }

@@ -92,7 +92,7 @@ func TestMetricsScrapedFromPodIP(t *testing.T) {
 	}
 
 	// The cost of kratos-metrics: its RSS, and its CPU per scrape over 200 scrapes.
-	pid := podProcess(string(pod.UID), "webhook")
+	pid := podProcess(string(pod.UID), "metrics-proxy")
 	if pid == 0 {
 		t.Fatal("no kratos-metrics process on the node")
 	}
