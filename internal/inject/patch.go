@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -186,10 +187,17 @@ func (w *patchWriter) maps(path string, in, out map[string]string) {
 		}
 		return
 	}
+	// In key order, so that the same pod always gets the same bytes (Go's map order is random).
+	var changed [4]string
+	keys := changed[:0]
 	for k, v := range out {
 		if old, ok := in[k]; !ok || old != v {
-			w.add(path+"/"+escapePointer(k), v)
+			keys = append(keys, k)
 		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		w.add(path+"/"+escapePointer(k), out[k])
 	}
 }
 
