@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -118,6 +119,14 @@ func TestIdentityTransferBetweenInstances(t *testing.T) {
 	}
 	t.Logf("export of old: %s (%.0f identities/s)", took.Round(time.Millisecond), transferIdentities/took.Seconds())
 
+	// The plugin at scale (median of 10 runs of the built binary, port-forward included): first
+	// with 100 identities on the new instance, then, after the import, with 10,000. get and
+	// delete look one identity up (one call, whatever the count); list reads every page.
+	small := filepath.Join(dir, "small.jsonl")
+	smallEmails := headLines(t, exported, small, 100)
+	plugin("", "", "--instance", "new", "identity", "import", "-f", small)
+	at100 := pluginAtScale(t, plugin, smallEmails)
+
 	out, took = plugin("", "", "--instance", "new", "identity", "import", "-f", exported, "--batch", "1000")
 	t.Logf("import into new: %s (%.0f identities/s): %s", took.Round(time.Millisecond), transferIdentities/took.Seconds(), lastLine(out))
 	again := filepath.Join(dir, "new.jsonl")
@@ -143,6 +152,17 @@ func TestIdentityTransferBetweenInstances(t *testing.T) {
 		t.Fatalf("after a second import: %d identities, want %d", got, transferIdentities)
 	}
 
+	// Measured after the export comparison (it deletes 10 identities).
+	var lateEmails []string
+	for i := transferIdentities - 20; i < transferIdentities; i++ {
+		email, _ := seedUser(i)
+		lateEmails = append(lateEmails, email)
+	}
+	at10k := pluginAtScale(t, plugin, lateEmails)
+	t.Logf("the plugin at scale, median of 10 runs (get --email | delete --email | list, all pages):")
+	t.Logf("  %6d identities: %s | %s | %s", 100, at100[0], at100[1], at100[2])
+	t.Logf("  %6d identities: %s | %s | %s", transferIdentities, at10k[0], at10k[1], at10k[2])
+
 	// A sample of users signs in on the new instance with the password they had.
 	fw, err := instance.PortForward(ctx, s.CP.Config, s.CP.Client, newPod, config.PublicPort)
 	if err != nil {
@@ -150,7 +170,7 @@ func TestIdentityTransferBetweenInstances(t *testing.T) {
 	}
 	defer fw.Close()
 	public := kratosClient(fw.URL)
-	for _, i := range []int{0, 1, 4999, transferIdentities - 1} {
+	for _, i := range []int{0, 1, 4999, transferIdentities - 21} {
 		email, password := seedUser(i)
 		if err := passwordLogin(ctx, public, email, password); err != nil {
 			t.Errorf("%s cannot sign in on the new instance with the old password: %v", email, err)
@@ -276,4 +296,55 @@ func strip(v any) any {
 func bcryptHash(password string) (string, error) {
 	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
 	return string(h), err
+}
+
+// headLines copies the first n lines of src to dst and returns their emails.
+func headLines(t *testing.T, src, dst string, n int) []string {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfterN(string(b), "\n", n+1)[:n]
+	if err := os.WriteFile(dst, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var emails []string
+	for _, l := range lines {
+		var v struct {
+			Traits struct {
+				Email string `json:"email"`
+			} `json:"traits"`
+		}
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatal(err)
+		}
+		emails = append(emails, v.Traits.Email)
+	}
+	return emails
+}
+
+// pluginAtScale times, on the new instance, 10 runs each of identity get --email (emails[0..9]),
+// identity delete --email --yes (emails[10..19]) and identity list (every page), and returns
+// their medians.
+func pluginAtScale(t *testing.T, plugin func(string, string, ...string) (string, time.Duration), emails []string) [3]time.Duration {
+	t.Helper()
+	var runs [3][]time.Duration
+	for i := range 10 {
+		out, took := plugin("", "", "--instance", "new", "identity", "get", "--email", emails[i], "-o", "name")
+		if !strings.HasPrefix(strings.TrimSpace(out), "identity.kratos-injector.io/") {
+			t.Fatalf("get --email %s: %q", emails[i], out)
+		}
+		runs[0] = append(runs[0], took)
+		_, took = plugin("", "", "--instance", "new", "identity", "delete", "--email", emails[10+i], "--yes")
+		runs[1] = append(runs[1], took)
+		_, took = plugin("", "", "--instance", "new", "identity", "list", "-o", "name")
+		runs[2] = append(runs[2], took)
+	}
+	var med [3]time.Duration
+	for k := range runs {
+		slices.Sort(runs[k])
+		med[k] = ((runs[k][4] + runs[k][5]) / 2).Round(time.Millisecond)
+	}
+	return med
 }
