@@ -44,15 +44,10 @@ func TestCourierOnePerDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range map[string]map[string]string{
-		"db": {"host": n.IP, "port": fmt.Sprint(db.Port), "username": db.User, "password": db.Password,
-			"dbname": db.Name, "sslmode": "disable"},
+	createSecrets(t, ctx, s, ns, map[string]map[string]string{
+		"db":   dbSecret(db, n.IP),
 		"smtp": {"host": m.SMTPHost, "port": fmt.Sprint(m.SMTPPort), "transport_security": "none"},
-	} {
-		if _, err := s.CP.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, StringData: data}, createOpts); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
 	dep := deployment("mail", 3, map[string]string{injectLabel: "true"}, map[string]string{
 		"kratos-injector.io/database-secret": "db", "kratos-injector.io/migrate": "auto",
 		"kratos-injector.io/smtp-secret": "smtp"}, realNodeSpec(n))

@@ -14,7 +14,6 @@ import (
 
 	kratos "github.com/ory/kratos-client-go"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kratos-injector/kratos-injector/internal/config"
 	"github.com/kratos-injector/kratos-injector/internal/inject"
@@ -26,11 +25,7 @@ import (
 // annotations and returns the Ready pod with port-forwards to its admin and public APIs.
 func injectedKratos(t *testing.T, ctx context.Context, s *stack, n *testbed.Node, ns string, secrets map[string]map[string]string, ann map[string]string) (*corev1.Pod, *kratos.APIClient, *kratos.APIClient) {
 	t.Helper()
-	for name, data := range secrets {
-		if _, err := s.CP.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, StringData: data}, createOpts); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createSecrets(t, ctx, s, ns, secrets)
 	dep := deployment("id", 1, map[string]string{injectLabel: "true"}, ann, realNodeSpec(n))
 	if _, err := s.CP.Client.AppsV1().Deployments(ns).Create(ctx, dep, createOpts); err != nil {
 		t.Fatal(err)
@@ -156,8 +151,7 @@ func TestFaultPostgresRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod, admin, _ := injectedKratos(t, ctx, s, n, ns,
-		map[string]map[string]string{"db": {"host": n.IP, "port": fmt.Sprint(db.Port), "username": db.User,
-			"password": db.Password, "dbname": db.Name, "sslmode": "disable"}},
+		map[string]map[string]string{"db": dbSecret(db, n.IP)},
 		map[string]string{"kratos-injector.io/database-secret": "db", "kratos-injector.io/migrate": "auto"})
 
 	// Traffic: an identity created every 100 ms until told to stop.
@@ -271,11 +265,7 @@ func apiServerRestartDuringMigrate(t *testing.T, name string, sig syscall.Signal
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CP.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"},
-		StringData: map[string]string{"host": n.IP, "port": fmt.Sprint(db.Port), "username": db.User,
-			"password": db.Password, "dbname": db.Name, "sslmode": "disable"}}, createOpts); err != nil {
-		t.Fatal(err)
-	}
+	createSecrets(t, ctx, s, ns, map[string]map[string]string{"db": dbSecret(db, n.IP)})
 	dep := deployment("accounts", 1, map[string]string{injectLabel: "true"},
 		map[string]string{"kratos-injector.io/database-secret": "db", "kratos-injector.io/migrate": "manual"}, realNodeSpec(n))
 	if _, err := s.CP.Client.AppsV1().Deployments(ns).Create(ctx, dep, createOpts); err != nil {

@@ -15,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kratos-injector/kratos-injector/internal/testbed"
 )
 
 var createOpts = metav1.CreateOptions{}
@@ -137,3 +139,19 @@ func procRSS(pid int) int64 {
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// dbSecret is a database Secret's data (the separate keys) for db, reached at host.
+func dbSecret(db testbed.Database, host string) map[string]string {
+	return map[string]string{"host": host, "port": strconv.Itoa(db.Port), "username": db.User, "password": db.Password,
+		"dbname": db.Name, "sslmode": "disable"}
+}
+
+// createSecrets creates each named Secret in ns with its data.
+func createSecrets(t testing.TB, ctx context.Context, s *stack, ns string, secrets map[string]map[string]string) {
+	t.Helper()
+	for name, data := range secrets {
+		if _, err := s.CP.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name}, StringData: data}, createOpts); err != nil {
+			t.Fatalf("secret %s: %v", name, err)
+		}
+	}
+}

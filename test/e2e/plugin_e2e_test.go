@@ -16,7 +16,6 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -68,8 +67,8 @@ func TestPluginOnRealNode(t *testing.T) {
 	}
 	const pw1, pw2 = "first-Secret-pass-8531", "second-Secret-pass-1947"
 	for name, data := range map[string]map[string]string{
-		"web-db":             pluginDBSecret(webDB, n.IP),
-		"accounts-db":        pluginDBSecret(accountsDB, n.IP),
+		"web-db":             dbSecret(webDB, n.IP),
+		"accounts-db":        dbSecret(accountsDB, n.IP),
 		"github-idp":         {"provider": "github", "id": "github", "client_id": "plugin-e2e-client", "client_secret": "plugin-e2e-secret"},
 		"new-admin-password": {"password": pw2 + "\n"},
 	} {
@@ -463,11 +462,6 @@ func (r pluginResult) ok(t *testing.T) pluginResult {
 		t.Fatalf("kubectl-kratos %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(r.args, " "), r.code, r.stdout, r.stderr)
 	}
 	return r
-}
-
-func pluginDBSecret(db testbed.Database, host string) map[string]string {
-	return map[string]string{"host": host, "port": strconv.Itoa(db.Port), "username": db.User, "password": db.Password,
-		"dbname": db.Name, "sslmode": "disable"}
 }
 
 // pluginDeploy creates a one-replica Deployment on the real node, labelled for injection: its

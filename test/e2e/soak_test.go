@@ -57,8 +57,7 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod, admin, public := injectedKratos(t, ctx, s, n, ns, map[string]map[string]string{
-		"db": {"host": n.IP, "port": fmt.Sprint(db.Port), "username": db.User, "password": db.Password,
-			"dbname": db.Name, "sslmode": "disable"},
+		"db":   dbSecret(db, n.IP),
 		"smtp": {"host": m.SMTPHost, "port": fmt.Sprint(m.SMTPPort), "transport_security": "none"},
 	}, map[string]string{"kratos-injector.io/database-secret": "db", "kratos-injector.io/migrate": "auto",
 		"kratos-injector.io/smtp-secret": "smtp"})

@@ -179,11 +179,7 @@ func TestRotatedDatabaseCredentialsRollWithoutFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CP.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"},
-		StringData: map[string]string{"host": n.IP, "port": fmt.Sprint(db.Port), "username": db.User, "password": db.Password,
-			"dbname": db.Name, "sslmode": "disable"}}, createOpts); err != nil {
-		t.Fatal(err)
-	}
+	createSecrets(t, ctx, s, ns, map[string]map[string]string{"db": dbSecret(db, n.IP)})
 	spec := realNodeSpec(n)
 	spec.TerminationGracePeriodSeconds = nil // the default 30 s: room for Kratos's preStop
 	dep := deployment("rotdb", 3, map[string]string{injectLabel: "true"}, map[string]string{

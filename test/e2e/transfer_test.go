@@ -18,8 +18,6 @@ import (
 
 	kratos "github.com/ory/kratos-client-go"
 	"golang.org/x/crypto/bcrypt"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kratos-injector/kratos-injector/internal/config"
 	"github.com/kratos-injector/kratos-injector/internal/instance"
@@ -47,11 +45,7 @@ func TestIdentityTransferBetweenInstances(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.CP.Client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db-" + name},
-			StringData: map[string]string{"host": n.IP, "port": fmt.Sprint(db.Port), "username": db.User, "password": db.Password,
-				"dbname": db.Name, "sslmode": "disable"}}, createOpts); err != nil {
-			t.Fatal(err)
-		}
+		createSecrets(t, ctx, s, ns, map[string]map[string]string{"db-" + name: dbSecret(db, n.IP)})
 		dep := deployment(name, 1, map[string]string{injectLabel: "true"}, map[string]string{
 			"kratos-injector.io/database-secret": "db-" + name, "kratos-injector.io/migrate": "auto"}, realNodeSpec(n))
 		if _, err := s.CP.Client.AppsV1().Deployments(ns).Create(ctx, dep, createOpts); err != nil {
