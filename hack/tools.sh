@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the real components the tests run (etcd, kube-apiserver & co., kubelet, kwok, Kratos,
+# Builds the real components the tests run (etcd, kube-apiserver & co., kubelet, kwok, Kratos, Hydra,
 # Mailpit) from the tool modules under hack/tools, each in its own go.mod outside the project's
 # graph, generates the prometheus-operator CRDs the monitoring examples are tested against
 # (promcrds: a directory of YAMLs, not a binary), and installs the Debian packages the bed needs. Binaries are cached by version (and by a
@@ -26,11 +26,12 @@ ETCD_VERSION=v3.7.3
 KWOK_VERSION=v0.8.0
 KRATOS_VERSION=v1.3.1
 MAILPIT_VERSION=v1.33.1
+HYDRA_VERSION=v2.3.0
 # The API module the CRDs are generated from (pinned, with controller-tools, in hack/tools/promcrds).
 PROMETHEUS_OPERATOR_VERSION=v0.95.2
 GOLANGCI_LINT_VERSION=v2.15.0
 KREW_VERSION=v0.4.3
-ALL_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kwok kratos mailpit mkimg pause smokewebhook promcrds"
+ALL_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kwok kratos hydra mailpit mkimg pause smokewebhook promcrds"
 DEV_TOOLS="golangci-lint validate-krew-manifest"
 
 log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -51,6 +52,7 @@ version_of() {
     kube-*|kubelet|kubectl) echo $K8S_VERSION ;;
     kwok) echo $KWOK_VERSION ;;
     kratos) echo $KRATOS_VERSION ;;
+    hydra) echo $HYDRA_VERSION ;;
     mailpit) echo $MAILPIT_VERSION ;;
     promcrds) echo $PROMETHEUS_OPERATOR_VERSION ;;
     golangci-lint) echo $GOLANGCI_LINT_VERSION ;;
@@ -116,6 +118,11 @@ build_one() {
         CGO_ENABLED=1 go build -mod=mod -trimpath -tags sqlite \
           -ldflags "-s -w -X github.com/ory/kratos/driver/config.Version=$KRATOS_VERSION" \
           -o "$out.tmp" github.com/ory/kratos ;;
+      hydra)
+        # Ory Hydra, the OAuth2/OIDC provider of the Hydra integration's e2e; built as Kratos is.
+        CGO_ENABLED=1 go build -mod=mod -trimpath -tags sqlite,sqlite_omit_load_extension \
+          -ldflags "-s -w -X github.com/ory/hydra/v2/driver/config.Version=$HYDRA_VERSION" \
+          -o "$out.tmp" github.com/ory/hydra/v2 ;;
       *) echo "unknown tool $t" >&2; exit 2 ;;
     esac
   )
