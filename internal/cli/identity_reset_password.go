@@ -94,7 +94,7 @@ func (o *ResetPasswordOptions) Run(ctx context.Context) error {
 		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, p, "")
 	}
 	res, err := actions.ResetPassword(ctx, a.APIClient, actions.PasswordReset{
-		Ref: o.Ref.ref(), Password: pw, RecoveryExpiresIn: o.ExpiresIn.String(),
+		Ref: o.Ref.ref(), Password: pw, RecoveryExpiresIn: o.ExpiresIn.String(), LoginUI: a.loginUI,
 	})
 	if err != nil {
 		return a.Explain(err)
@@ -107,7 +107,11 @@ func (o *ResetPasswordOptions) Run(ctx context.Context) error {
 		fmt.Fprintf(w, "password of %s set\n", identityName(res.IdentityID))
 		return nil
 	}
-	fmt.Fprintf(w, "recovery issued for %s: open the link and enter the code to choose a new password\n", identityName(res.IdentityID))
-	printRecovery(w, res.Recovery)
+	if res.Recovery.HasLoginUI() {
+		fmt.Fprintf(w, "recovery issued for %s: open the link and enter the code to choose a new password\n", identityName(res.IdentityID))
+	} else {
+		fmt.Fprintf(w, "recovery issued for %s\n", identityName(res.IdentityID))
+	}
+	printRecovery(w, res.Recovery, res.IdentityID)
 	return nil
 }
