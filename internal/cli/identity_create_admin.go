@@ -33,9 +33,11 @@ func newCreateAdminCmd(g *Globals) *cobra.Command {
 		Use:   "create-admin --username USER --email EMAIL [--name NAME] [--phone PHONE] [--password-stdin | --password-secret NAME[/KEY]]",
 		Short: "Create an administrator account (admin identity schema)",
 		Long: `Create an administrator account with the "admin" identity schema (traits username, email,
-name, phone_number). Without a password, the result is a recovery link and code with which the
-administrator sets one. The password is never a command-line argument: pipe it to
---password-stdin or keep it in a Secret of the namespace.`,
+name, phone_number). Without a password, the result is a recovery code with which the
+administrator sets one: with a login UI (the kratos-injector.io/ui-url annotation of the
+instance's pod), a link to its recovery page for the code's flow; without one, the flow's ID and
+how to submit the code to Kratos's public API. The password is never a command-line argument:
+pipe it to --password-stdin or keep it in a Secret of the namespace.`,
 		Example: `  kubectl kratos identity create-admin --username ada --email ada@example.com
   printf %s "$PW" | kubectl kratos identity create-admin --username ada --email ada@example.com --password-stdin
   kubectl kratos identity create-admin --username ada --email ada@example.com --password-secret ada-password`,
