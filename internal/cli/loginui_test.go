@@ -21,8 +21,8 @@ import (
 const loginUI = "https://login.example.test"
 
 // renderedInstance starts a Kratos rendered from annotations and an injected, Ready pod with
-// those annotations whose admin port leads to it, in a new namespace where bob is an operator;
-// it returns the kubectl flags that reach it and the Kratos.
+// those annotations whose admin port leads to it, in a new namespace; it returns the kubectl
+// flags that reach it (as alice, an operator there) and the Kratos.
 func renderedInstance(t *testing.T, annotations map[string]string) ([]string, *kratostest.Server) {
 	t.Helper()
 	spec, err := inject.ParseAnnotations(annotations, "")
@@ -35,15 +35,16 @@ func renderedInstance(t *testing.T, annotations map[string]string) ([]string, *k
 	}
 	t.Cleanup(srv.Stop)
 	ns := cluster.Namespace(t, "ui")
-	pod := clustertest.Pod(ns, "web-5c4b", "web")
+	// An instance name of its own: other tests look for theirs across namespaces (status -A).
+	pod := clustertest.Pod(ns, "idp-5c4b", "idp")
 	for k, v := range annotations {
 		pod.Annotations[k] = v
 	}
 	pod = cluster.RunPod(t, pod)
 	cluster.Forward(t, pod, 4434, strings.TrimPrefix(srv.AdminURL, "http://"))
 	waitForward(t, pod, "/admin/health/alive")
-	operator(t, ns, "bob")
-	return []string{"--kubeconfig", cluster.Kubeconfig(t, "bob", ns)}, srv
+	operator(t, ns, "alice")
+	return []string{"--kubeconfig", cluster.Kubeconfig(t, "alice", ns)}, srv
 }
 
 // recoveryJSON is the recovery in -o json.
@@ -119,7 +120,7 @@ func TestRecoveryWithoutLoginUI(t *testing.T) {
 			t.Errorf("reset-password -o yaml without a login UI has %s:\n%s", absent, r.stdout)
 		}
 	}
-	if !regexp.MustCompile(`(?m)^  flow_id: ` + uuidRE + `$`).MatchString(r.stdout) || !regexp.MustCompile(`(?m)^  recovery_code: "[0-9]{6}"$`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`(?m)^  flow_id: `+uuidRE+`$`).MatchString(r.stdout) || !regexp.MustCompile(`(?m)^  recovery_code: "[0-9]{6}"$`).MatchString(r.stdout) {
 		t.Fatalf("reset-password -o yaml:\n%s", r.stdout)
 	}
 
