@@ -15,6 +15,8 @@ type PasswordReset struct {
 	Password string
 	// RecoveryExpiresIn is a Go duration; empty: DefaultRecoveryExpiresIn.
 	RecoveryExpiresIn string
+	// LoginUI is as AdminAccount.LoginUI.
+	LoginUI string
 }
 
 // ResetPasswordResult is the outcome of ResetPassword.
@@ -37,7 +39,7 @@ func ResetPassword(ctx context.Context, c *client.APIClient, in PasswordReset) (
 		if err != nil {
 			return nil, err
 		}
-		rec, err := createRecovery(ctx, c, id, in.RecoveryExpiresIn)
+		rec, err := createRecovery(ctx, c, id, in.RecoveryExpiresIn, in.LoginUI)
 		if err != nil {
 			if statusOf(err) == http.StatusNotFound {
 				return nil, &NotFoundError{Ref: Ref{ID: id}, Cause: err}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kratos-injector/kratos-injector/internal/actions"
 	"github.com/kratos-injector/kratos-injector/internal/config"
+	"github.com/kratos-injector/kratos-injector/internal/inject"
 	"github.com/kratos-injector/kratos-injector/internal/instance"
 )
 
@@ -94,6 +95,9 @@ func (g *Globals) findInstance(ctx context.Context, k *kube) (*instance.Instance
 // and ends the port-forward, so that nothing of it outlives the command.
 type admin struct {
 	*client.APIClient
+	// loginUI is the instance's login UI, the kratos-injector.io/ui-url annotation of the pod the
+	// client reaches; "" when it has none, or with --admin-url (no pod).
+	loginUI string
 	// explain adds what the transport knows to an error of a call.
 	explain func(error) error
 	close   func()
@@ -177,5 +181,6 @@ func (g *Globals) connectAdmin(ctx context.Context) (*admin, error) {
 		fw.Close()
 		return nil, err
 	}
-	return &admin{APIClient: c, close: func() { tr.CloseIdleConnections(); fw.Close() }, explain: fw.Explain}, nil
+	return &admin{APIClient: c, loginUI: strings.TrimSpace(pod.Annotations[inject.AnnotationUIURL]),
+		close: func() { tr.CloseIdleConnections(); fw.Close() }, explain: fw.Explain}, nil
 }

@@ -33,9 +33,11 @@ func newCreateAdminCmd(g *Globals) *cobra.Command {
 		Use:   "create-admin --username USER --email EMAIL [--name NAME] [--phone PHONE] [--password-stdin | --password-secret NAME[/KEY]]",
 		Short: "Create an administrator account (admin identity schema)",
 		Long: `Create an administrator account with the "admin" identity schema (traits username, email,
-name, phone_number). Without a password, the result is a recovery link and code with which the
-administrator sets one. The password is never a command-line argument: pipe it to
---password-stdin or keep it in a Secret of the namespace.`,
+name, phone_number). Without a password, the result is a recovery code with which the
+administrator sets one: with a login UI (the kratos-injector.io/ui-url annotation of the
+instance's pod), a link to its recovery page for the code's flow; without one, the flow's ID and
+how to submit the code to Kratos's public API. The password is never a command-line argument:
+pipe it to --password-stdin or keep it in a Secret of the namespace.`,
 		Example: `  kubectl kratos identity create-admin --username ada --email ada@example.com
   printf %s "$PW" | kubectl kratos identity create-admin --username ada --email ada@example.com --password-stdin
   kubectl kratos identity create-admin --username ada --email ada@example.com --password-secret ada-password`,
@@ -114,7 +116,7 @@ func (o *CreateAdminOptions) Run(ctx context.Context) error {
 	defer a.Close()
 	account := actions.AdminAccount{
 		Username: o.Username, Email: o.Email, Name: o.Name, Phone: o.Phone, Password: pw,
-		SchemaID: o.Schema, RecoveryExpiresIn: o.ExpiresIn.String(),
+		SchemaID: o.Schema, RecoveryExpiresIn: o.ExpiresIn.String(), LoginUI: a.loginUI,
 	}
 	if o.DryRun.server() {
 		p, err := actions.PlanCreateAdmin(ctx, a.APIClient, account)
@@ -138,18 +140,35 @@ func (o *CreateAdminOptions) print(res *actions.CreateAdminResult) error {
 	}
 	w := o.g.Streams.Out
 	fmt.Fprintf(w, "%s created (admin account %s <%s>)\n", identityName(res.Identity.Id), o.Username, o.Email)
-	printRecovery(w, res.Recovery)
+	printRecovery(w, res.Recovery, res.Identity.Id)
 	return nil
 }
 
-// printRecovery shows a recovery link and code, as the charm's actions return them.
-func printRecovery(w io.Writer, r *actions.Recovery) {
+// printRecovery shows an admin-issued recovery of identity id: with a login UI, the link to its
+// recovery page for the flow and the code, as the charm's actions return them; without one, that
+// there is no page to open, and what else to do with the code. The code is a credential, printed
+// for the operator to hand on, never logged.
+func printRecovery(w io.Writer, r *actions.Recovery, id string) {
 	if r == nil {
 		return
 	}
-	fmt.Fprintf(w, "recovery link: %s\n", r.RecoveryLink)
+	if r.HasLoginUI() {
+		fmt.Fprintf(w, "recovery link: %s\n", r.RecoveryLink)
+	} else {
+		fmt.Fprintln(w, "no login UI is configured (the kratos-injector.io/ui-url annotation sets one): there is no recovery page to open")
+		if r.LoginUI != "" {
+			fmt.Fprintf(w, "  (the pod's annotation names %s, but its Kratos was not configured with it)\n", r.LoginUI)
+		}
+		fmt.Fprintf(w, "recovery flow: %s\n", r.FlowID)
+	}
 	fmt.Fprintf(w, "recovery code: %s\n", r.RecoveryCode)
 	if r.ExpiresAt != nil {
 		fmt.Fprintf(w, "expires at:    %s\n", r.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if !r.HasLoginUI() {
+		fmt.Fprintf(w, "to use the code, submit it to the recovery flow on Kratos's public API: POST /self-service/recovery?flow=%s\n", r.FlowID)
+		fmt.Fprintln(w, `  with {"method": "code", "code": "<recovery code>"}, keeping the cookies: Kratos signs the owner in and`)
+		fmt.Fprintln(w, "  answers with a settings flow, where the new password is set")
+		fmt.Fprintf(w, "or set the password yourself: kubectl kratos identity reset-password %s --password-stdin (or --password-secret NAME[/KEY])\n", id)
 	}
 }

@@ -26,8 +26,10 @@ func newResetPasswordCmd(g *Globals) *cobra.Command {
 		Use:   "reset-password (ID | --email EMAIL) [--password-stdin | --password-secret NAME[/KEY]]",
 		Short: "Set an identity's password, or issue a recovery link and code",
 		Long: `With a password (from stdin or a Secret, never the command line), set it as the identity's
-password. Without one, issue a recovery link and code with which the identity's owner chooses
-a new password.`,
+password. Without one, issue a recovery code with which the identity's owner chooses a new
+password: with a login UI (the kratos-injector.io/ui-url annotation of the instance's pod), a
+link to its recovery page for the code's flow; without one, the flow's ID and how to submit the
+code to Kratos's public API.`,
 		Example: `  kubectl kratos identity reset-password --email ada@example.com
   kubectl kratos identity reset-password 9f425a8d-7f3f-4b5c-9b1e-2f6c3c0e6a51 --password-secret ada-password/new`,
 		Args: identityArg,
@@ -94,7 +96,7 @@ func (o *ResetPasswordOptions) Run(ctx context.Context) error {
 		return o.DryRun.printPlan(o.g.Streams.Out, &o.Output, p, "")
 	}
 	res, err := actions.ResetPassword(ctx, a.APIClient, actions.PasswordReset{
-		Ref: o.Ref.ref(), Password: pw, RecoveryExpiresIn: o.ExpiresIn.String(),
+		Ref: o.Ref.ref(), Password: pw, RecoveryExpiresIn: o.ExpiresIn.String(), LoginUI: a.loginUI,
 	})
 	if err != nil {
 		return a.Explain(err)
@@ -107,7 +109,11 @@ func (o *ResetPasswordOptions) Run(ctx context.Context) error {
 		fmt.Fprintf(w, "password of %s set\n", identityName(res.IdentityID))
 		return nil
 	}
-	fmt.Fprintf(w, "recovery issued for %s: open the link and enter the code to choose a new password\n", identityName(res.IdentityID))
-	printRecovery(w, res.Recovery)
+	if res.Recovery.HasLoginUI() {
+		fmt.Fprintf(w, "recovery issued for %s: open the link and enter the code to choose a new password\n", identityName(res.IdentityID))
+	} else {
+		fmt.Fprintf(w, "recovery issued for %s\n", identityName(res.IdentityID))
+	}
+	printRecovery(w, res.Recovery, res.IdentityID)
 	return nil
 }

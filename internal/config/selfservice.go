@@ -53,14 +53,19 @@ func (r *renderer) selfservice(providers []OIDCProvider) Selfservice {
 		AllowedReturnURLs:       r.allowedReturnURLs(),
 	}
 
-	// Flows.
+	// Flows. With a login UI, every flow's ui_url is its page there, enabled or not: nothing
+	// Kratos redirects a browser to, nor the recovery link its admin API issues, leads elsewhere.
+	// Without one, Kratos's defaults stay (as in the charm): its documentation's fallback pages,
+	// https://www.ory.sh/kratos/docs/fallback/<flow>; an app without a login UI drives the API
+	// flows (/self-service/<flow>/api), which answer JSON and redirect nowhere.
+	webauthn := f.passwordless || f.sequencing
+	s.Flows.Settings = SettingsFlow{UIURL: r.uiURL("settings"), RequiredAAL: "highest_available"}
+	s.Flows.Recovery = RecoveryFlow{UIURL: r.uiURL("recovery")}
+	s.Flows.Verification = VerificationFlow{UIURL: r.uiURL("verification")}
+	s.Flows.Registration = RegistrationFlow{Enabled: true, UIURL: r.uiURL("registration")}
 	if ui {
 		s.Flows.Error = &ErrorFlow{UIURL: r.uiURL("error")}
 		s.Flows.Login = LoginFlow{UIURL: r.uiURL("login"), Style: "identifier_first"}
-	}
-	webauthn := f.passwordless || f.sequencing
-	s.Flows.Settings = SettingsFlow{UIURL: r.uiURL("settings"), RequiredAAL: "highest_available"}
-	if ui {
 		// The charm sends the browser back to account linking / passkey pages of its login UI;
 		// ours has one settings page.
 		s.Flows.Settings.After = &SettingsAfter{OIDC: &ReturnTo{r.uiURL("settings")}}
@@ -69,19 +74,14 @@ func (r *renderer) selfservice(providers []OIDCProvider) Selfservice {
 		}
 	}
 	if f.recovery && f.localIDP {
-		s.Flows.Recovery = RecoveryFlow{
-			Enabled: true, UIURL: r.uiURL("recovery"), Use: "code",
-			After: &RecoveryAfter{Hooks: []Hook{{"revoke_active_sessions"}}},
-		}
+		s.Flows.Recovery.Enabled, s.Flows.Recovery.Use = true, "code"
+		s.Flows.Recovery.After = &RecoveryAfter{Hooks: []Hook{{"revoke_active_sessions"}}}
 	}
 	if f.verification && f.localIDP {
 		notify := false
-		s.Flows.Verification = VerificationFlow{
-			Enabled: true, UIURL: r.uiURL("verification"), Use: "code", Lifespan: "1h",
-			NotifyUnknownRecipients: &notify,
-		}
+		v := &s.Flows.Verification
+		v.Enabled, v.Use, v.Lifespan, v.NotifyUnknownRecipients = true, "code", "1h", &notify
 	}
-	s.Flows.Registration = RegistrationFlow{Enabled: true, UIURL: r.uiURL("registration")}
 	after := &RegistrationAfter{}
 	withVerification := func() *Hooks {
 		if s.Flows.Verification.Enabled {

@@ -145,7 +145,7 @@ var Annotations = []AnnotationDef{
 		Doc:   "Kratos's public base URL (serve.public.base_url): where browsers reach it.",
 		parse: parseString(func(s *config.Spec, v string) { s.PublicURL = v }), fields: []string{"publicURL"}},
 	{Name: AnnotationUIURL, Kind: KindSetting, Default: "none", Example: "https://login.example.com",
-		Doc:   "Login UI base URL; the flows use <ui-url>/ui/login, /ui/registration, /ui/settings, /ui/recovery, /ui/verification and /ui/error.",
+		Doc:   "Login UI base URL; every self-service flow uses its page there: <ui-url>/ui/login, /ui/registration, /ui/settings, /ui/recovery, /ui/verification and /ui/error, and the recovery links of `kubectl kratos identity create-admin` and `reset-password` open /ui/recovery. Without it, Kratos sends browsers to its defaults, pages of its documentation (apps use the API flows), and the plugin prints a recovery code without a link.",
 		parse: parseString(func(s *config.Spec, v string) { s.UIURL = v }), fields: []string{"uiURL"}},
 	{Name: AnnotationReturnURL, Kind: KindSetting, Default: "ui-url, else public-url", Example: "https://app.example.com/",
 		Doc:   "Default browser return URL after a flow.",

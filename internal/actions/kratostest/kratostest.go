@@ -78,6 +78,38 @@ type Server struct {
 // actions.MigrateCommand, and serves Kratos until Stop. On failure the end of Kratos's log is in
 // the error.
 func Start() (*Server, error) {
+	return start(func(dir string, pub, adm, smtp int) (string, error) { return writeConfig(dir, pub, adm, smtp) })
+}
+
+// StartRendered serves the config that config.Render makes of spec, as the kratos-config init
+// container renders it for a pod, instead of Start's: no Secrets or ConfigMaps (so spec must use
+// SQLite; the secrets are random and mail goes nowhere), and spec.PublicURL replaced by the URL
+// Kratos serves its public API on here. The tests of what the rendered config makes Kratos do
+// use it (the flows' login UI pages, for one).
+func StartRendered(spec config.Spec) (*Server, error) {
+	if secrets, configMaps := spec.Inputs(); spec.Database != config.DatabaseSQLite || len(secrets)+len(configMaps) > 0 {
+		return nil, fmt.Errorf("kratostest.StartRendered: the spec must use SQLite and name no Secret or ConfigMap")
+	}
+	return start(func(dir string, pub, _, _ int) (string, error) {
+		spec.PublicURL = fmt.Sprintf("http://127.0.0.1:%d/", pub)
+		inputs := filepath.Join(dir, "inputs")
+		if err := os.Mkdir(inputs, 0o700); err != nil {
+			return "", err
+		}
+		res, err := config.Render(&spec, config.RenderOptions{InputDir: inputs, ConfigDir: dir, DataDir: dir})
+		if err != nil {
+			return "", fmt.Errorf("render: %w", err)
+		}
+		if err := res.WriteFiles(dir); err != nil {
+			return "", err
+		}
+		return filepath.Join(dir, config.ConfigFile), nil
+	})
+}
+
+// start writes a config with write into a new temp dir, for Kratos on the given free ports
+// (public, admin, and one for an SMTP server), migrates its database and serves it.
+func start(write func(dir string, pub, adm, smtp int) (string, error)) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -101,7 +133,7 @@ func Start() (*Server, error) {
 	pub, adm, smtp := ports[0], ports[1], ports[2]
 	s.PublicURL = fmt.Sprintf("http://127.0.0.1:%d", pub)
 	s.AdminURL = fmt.Sprintf("http://127.0.0.1:%d", adm)
-	if s.ConfigPath, err = writeConfig(dir, pub, adm, smtp); err != nil {
+	if s.ConfigPath, err = write(dir, pub, adm, smtp); err != nil {
 		return nil, err
 	}
 	env := append(os.Environ(),
