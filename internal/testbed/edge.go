@@ -351,6 +351,13 @@ func EdgeBackends(ctx context.Context, cs kubernetes.Interface, ing *networkingv
 	return out, nil
 }
 
+// CheckEdgeIngress reports whether StartEdge can serve the Ingress exactly as written (nil), or
+// what it does not implement.
+func CheckEdgeIngress(ing *networkingv1.Ingress) error {
+	_, err := parseEdgeIngress(ing)
+	return err
+}
+
 // The annotations the edge implements. Any other annotation whose key names an ingress
 // controller (it contains "ingress" or "traefik") is refused: it would change routing in the
 // real controller and be ignored here.
