@@ -5,5 +5,5 @@
 // example server-side with strict field validation, check that the files agree with each other and
 // with examples/deployment.yaml, and send requests through the bed's edge (Debian's nginx,
 // configured from the shipped Ingress files) to a local upstream found through the Service's
-// EndpointSlice.
+// EndpointSlice, and to a real Kratos.
 package ingress

@@ -3,6 +3,7 @@ package ingress_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -601,6 +602,124 @@ func TestThroughEdge(t *testing.T) {
 			}
 			if got.uri != tc.want || got.host != host || got.proto != "https" {
 				t.Errorf("upstream saw %s (X-Forwarded-Host %q, X-Forwarded-Proto %q), want %s from %s over https", got.uri, got.host, got.proto, tc.want, host)
+			}
+		})
+	}
+}
+
+// TestKratosBehindEdge puts a real Kratos (v1.3.1, SQLite) behind the edge, configured from the
+// shipped Ingress files, with public-url under the prefix: Kratos's URLs carry the prefix it does
+// not see, and its admin routes are not served through the public port (a redirect to the admin
+// API's own loopback address, which the edge does not follow).
+func TestKratosBehindEdge(t *testing.T) {
+	const publicURL = "https://shop.example.com/auth/"
+	b := bed0(t)
+	dir := t.TempDir()
+	schema := `{"$id": "https://example.com/person.schema.json", "$schema": "http://json-schema.org/draft-07/schema#",
+  "type": "object", "properties": {"traits": {"type": "object", "properties": {"email": {"type": "string", "format": "email",
+  "ory.sh/kratos": {"credentials": {"password": {"identifier": true}}}}}, "required": ["email"]}}}`
+	if err := os.WriteFile(dir+"/identity.schema.json", []byte(schema), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`dsn: "sqlite://%s/kratos.sqlite?_fk=true&mode=rwc"
+serve:
+  public: {base_url: %q}
+identity:
+  default_schema_id: default
+  schemas: [{id: default, url: "file://%s/identity.schema.json"}]
+selfservice:
+  default_browser_return_url: https://shop.example.com/
+  methods:
+    password: {enabled: true, config: {haveibeenpwned_enabled: false}}
+secrets:
+  default: [ingress-example-default-secret-0123]
+  cookie: [ingress-example-cookie-secret-01234]
+  cipher: [32-LONG-SECRET-NOT-SECURE-AT-ALL]
+`, dir, publicURL, dir)
+	if err := os.WriteFile(dir+"/kratos.yaml", []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	k, err := b.StartKratos(ctx, testbed.KratosOptions{Name: "kratos-behind-edge", ConfigFile: dir + "/kratos.yaml", Migrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := strings.TrimPrefix(k.PublicURL, "http://")
+	ca, err := testbed.NewCA("examples-ingress-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, prefix string }{
+		{"ingress-nginx-prefix.yaml", "/auth"},
+		{"ingress-nginx.yaml", ""},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			ing, err := testbed.LoadIngress(tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := b.StartEdge(ing, []string{backend}, ca)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if t.Failed() {
+					t.Logf("edge log:\n%s\nKratos log:\n%s", e.Logs(40), k.Proc.Tail(40))
+				}
+				e.Stop()
+			}()
+			c := e.Client()
+			c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			base := "https://" + ing.Spec.Rules[0].Host + tc.prefix
+
+			resp, err := c.Get(base + "/health/ready")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s/health/ready: %s", base, resp.Status)
+			}
+
+			if tc.prefix != "" {
+				// A flow's form action is built from public-url: the prefix Kratos never saw.
+				resp, err := c.Get(base + "/self-service/registration/api")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var flow struct {
+					UI struct {
+						Action string `json:"action"`
+					} `json:"ui"`
+				}
+				if err := json.Unmarshal(body, &flow); err != nil || resp.StatusCode != http.StatusOK {
+					t.Fatalf("registration flow: %s %s (%v)", resp.Status, body, err)
+				}
+				if want := publicURL + "self-service/registration?flow="; !strings.HasPrefix(flow.UI.Action, want) {
+					t.Errorf("flow action %q, want it under %s", flow.UI.Action, want)
+				}
+			}
+
+			// The admin routes through the edge: Kratos's public port redirects to the admin
+			// API's base URL, on the pod's (here Kratos's) loopback; nothing is served.
+			for _, p := range []string{"/admin/identities", "/identities"} {
+				resp, err := c.Get(base + p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				loc, _ := resp.Location()
+				if resp.StatusCode != http.StatusTemporaryRedirect || loc == nil || !net.ParseIP(loc.Hostname()).IsLoopback() {
+					t.Errorf("%s%s: %s, Location %v; want 307 to the admin API's loopback address", base, p, resp.Status, loc)
+				}
+				if strings.Contains(string(body), "traits") {
+					t.Errorf("%s%s served identities: %s", base, p, body)
+				}
+				t.Logf("%s%s: %s -> %v", base, p, resp.Status, loc)
 			}
 		})
 	}
