@@ -32,8 +32,9 @@ unit:
 	go test $(GO_TEST_FLAGS) $$(hack/testpkgs.sh unit)
 
 ## integration: the package tests that start real components through internal/testbed
-## (kube-apiserver + etcd + kwok, a real Kratos, Postgres): the actions, the plugin, instance
-## discovery, self-signed TLS, the webhook server, the manifests, the monitoring examples
+## (kube-apiserver + etcd + kwok, a real Kratos, Postgres, nginx): the actions, the plugin, instance
+## discovery, self-signed TLS, the webhook server, the manifests, the monitoring and ingress
+## examples, the test bed's edge
 integration: tools
 	go test $(GO_TEST_FLAGS) $$(hack/testpkgs.sh integration)
 
@@ -41,7 +42,7 @@ integration: tools
 E2E_LOG ?= $(CURDIR)/_output/e2e.log
 e2e: build image tools
 	@mkdir -p $(dir $(E2E_LOG))
-	@# One package (internal/testbed has no tests of its own), so go test streams each test's progress.
+	@# One package (internal/testbed's own tests are integration tests), so go test streams each test's progress.
 	go test $(GO_TEST_FLAGS) -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/ 2>&1 | tee $(E2E_LOG)
 	@! grep -- '--- SKIP' $(E2E_LOG) || { echo "e2e: a test was skipped; a skip is a failure here"; exit 1; }
 

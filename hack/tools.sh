@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the real components the tests run (etcd, kube-apiserver & co., kubelet, kwok, Kratos, Hydra,
-# Mailpit) from the tool modules under hack/tools, each in its own go.mod outside the project's
+# Builds the real components the tests run (etcd, kube-apiserver & co., kubelet, kwok, Kratos,
+# Hydra, Mailpit) from the tool modules under hack/tools, each in its own go.mod outside the project's
 # graph, generates the prometheus-operator CRDs the monitoring examples are tested against
-# (promcrds: a directory of YAMLs, not a binary), and installs the Debian packages the bed needs. Binaries are cached by version (and by a
+# (promcrds: a directory of YAMLs, not a binary), copies the Gateway API CRDs the ingress examples
+# are tested against out of their module (gatewayapicrds: a directory too), and installs the
+# Debian packages the bed needs (nginx among them: the bed's reverse-proxy edge). Binaries are cached by version (and by a
 # hash of the tool module and the Go version) outside the clone, so a fresh clone on the same
 # machine pays nothing: the warm path is a few stat calls.
 #
@@ -29,9 +31,11 @@ MAILPIT_VERSION=v1.33.1
 HYDRA_VERSION=v2.3.0
 # The API module the CRDs are generated from (pinned, with controller-tools, in hack/tools/promcrds).
 PROMETHEUS_OPERATOR_VERSION=v0.95.2
+# The Gateway API release whose standard-channel CRDs are copied (pinned in hack/tools/gatewayapicrds).
+GATEWAY_API_VERSION=v1.6.3
 GOLANGCI_LINT_VERSION=v2.15.0
 KREW_VERSION=v0.4.3
-ALL_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kwok kratos hydra mailpit mkimg pause smokewebhook promcrds"
+ALL_TOOLS="etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kwok kratos hydra mailpit mkimg pause smokewebhook promcrds gatewayapicrds"
 DEV_TOOLS="golangci-lint validate-krew-manifest"
 
 log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -55,6 +59,7 @@ version_of() {
     hydra) echo $HYDRA_VERSION ;;
     mailpit) echo $MAILPIT_VERSION ;;
     promcrds) echo $PROMETHEUS_OPERATOR_VERSION ;;
+    gatewayapicrds) echo $GATEWAY_API_VERSION ;;
     golangci-lint) echo $GOLANGCI_LINT_VERSION ;;
     validate-krew-manifest) echo $KREW_VERSION ;;
     mkimg|pause|smokewebhook) echo local ;;
@@ -110,6 +115,16 @@ build_one() {
         # controller-tools from the operator's API module; see hack/tools/promcrds/main.go.
         rm -rf "$out.tmp"
         go run . -out "$out.tmp" ;;
+      gatewayapicrds)
+        # A directory of the release's standard-channel CRD YAMLs
+        # (gateway.networking.k8s.io_<plural>.yaml), as the module zip ships them: go.mod pins
+        # the version, go.sum its hash; `go mod download -json` prints where the module is.
+        local dir
+        dir=$(go mod download -json sigs.k8s.io/gateway-api | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+        [[ -d $dir/config/crd/standard ]] || { echo "gateway-api module has no config/crd/standard (Dir: '$dir')" >&2; exit 1; }
+        rm -rf "$out.tmp"; mkdir -p "$out.tmp"
+        cp "$dir"/config/crd/standard/*.yaml "$out.tmp/"
+        chmod -R u+w "$out.tmp" ;;
       validate-krew-manifest)
         # krew's own manifest validator (what krew-index's CI runs), for `make release`.
         CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$out.tmp" sigs.k8s.io/krew/cmd/validate-krew-manifest ;;
@@ -149,7 +164,8 @@ kwok_assets() {
 }
 
 # Debian packages the bed needs: PostgreSQL (server), and for the real node containerd, runc, CNI
-# plugins, iptables, conntrack; busybox-static for the app image; openssl for nothing at runtime.
+# plugins, iptables, conntrack; busybox-static for the app image; nginx, the reverse-proxy edge in
+# front of the real node's pods (the data plane ingress-nginx runs; internal/testbed/edge.go).
 apt_packages() {
   local missing=()
   [[ -n $(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null) ]] || missing+=(postgresql)
@@ -159,16 +175,31 @@ apt_packages() {
   command -v iptables >/dev/null || missing+=(iptables)
   command -v conntrack >/dev/null || missing+=(conntrack)
   [[ -x /bin/busybox ]] || missing+=(busybox-static)
+  [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
   ((${#missing[@]} == 0)) && return 0
   [[ ${CHECK_ONLY:-} == 1 ]] && { log "missing Debian packages: ${missing[*]}"; return 1; }
   log "installing Debian packages: ${missing[*]}"
   if [[ $(id -u) != 0 ]]; then echo "need root to apt-get install ${missing[*]}" >&2; return 1; fi
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-  # The Debian containerd package may start a system daemon; the bed runs its own instance.
-  if command -v systemctl >/dev/null && systemctl is-active -q containerd 2>/dev/null; then
-    systemctl stop containerd >&2 || true; systemctl disable containerd >&2 || true
+  # Debian's nginx package starts a system nginx on 0.0.0.0:80 from its postinst; the bed listens
+  # on 127.0.0.1 only and runs its own instance. A policy-rc.d that says "no" (exit 101) keeps
+  # every package's service from starting during the install; it is ours only when none was there.
+  local policy=/usr/sbin/policy-rc.d own_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n# kratos-injector hack/tools.sh: no service starts during this install\nexit 101\n' >"$policy"
+    chmod 755 "$policy"; own_policy=1
   fi
+  local st=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 || st=$?
+  ((own_policy == 0)) || rm -f "$policy"
+  ((st == 0)) || return $st
+  # Debian's containerd (and nginx, had a service started anyway) may run a system daemon; the bed runs its own.
+  local svc
+  for svc in containerd nginx; do
+    if command -v systemctl >/dev/null && systemctl is-active -q $svc 2>/dev/null; then
+      systemctl stop $svc >&2 || true; systemctl disable $svc >&2 || true
+    fi
+  done
 }
 
 tools=()

@@ -1,7 +1,8 @@
 // Package testbed starts the real components the end-to-end tests run against — etcd, kube-apiserver,
-// kube-controller-manager, kube-scheduler, kwok, PostgreSQL, Mailpit and Ory Kratos — on 127.0.0.1
-// and free ports, waits until each is ready, and stops exactly the processes it started, by PID.
-// When a component fails to start, the error names it and carries the end of its log.
+// kube-controller-manager, kube-scheduler, kwok, PostgreSQL, Mailpit, Ory Kratos and an nginx
+// edge — on 127.0.0.1 and free ports, waits until each is ready, and stops exactly the processes
+// it started, by PID. When a component fails to start, the error names it and carries the end of
+// its log.
 package testbed
 
 import (
