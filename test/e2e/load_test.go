@@ -179,14 +179,23 @@ func first(list []string, n int) []string {
 type histogram struct {
 	buckets map[float64]float64
 	count   float64
+	sum     float64 // seconds
 }
 
 func (h histogram) minus(o histogram) histogram {
-	out := histogram{buckets: map[float64]float64{}, count: h.count - o.count}
+	out := histogram{buckets: map[float64]float64{}, count: h.count - o.count, sum: h.sum - o.sum}
 	for le, v := range h.buckets {
 		out.buckets[le] = v - o.buckets[le]
 	}
 	return out
+}
+
+// mean is the exact mean latency (sum / count).
+func (h histogram) mean() time.Duration {
+	if h.count <= 0 {
+		return 0
+	}
+	return time.Duration(h.sum / h.count * float64(time.Second)).Round(10 * time.Microsecond)
 }
 
 // quantile interpolates linearly within the bucket holding q, as PromQL's histogram_quantile.
@@ -220,7 +229,7 @@ func (h histogram) quantile(q float64) time.Duration {
 
 // webhookLatency reads the API server's admission latency histogram for one webhook's CREATE
 // admissions (summed over its rejected and type labels) from its /metrics.
-func webhookLatency(t *testing.T, ctx context.Context, c kubernetes.Interface, webhook string) histogram {
+func webhookLatency(t testing.TB, ctx context.Context, c kubernetes.Interface, webhook string) histogram {
 	t.Helper()
 	raw, err := c.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
@@ -252,6 +261,8 @@ func webhookLatency(t *testing.T, ctx context.Context, c kubernetes.Interface, w
 			}
 		case strings.HasPrefix(line, metric+"_count{"):
 			h.count += v
+		case strings.HasPrefix(line, metric+"_sum{"):
+			h.sum += v
 		}
 	}
 	return h
