@@ -55,6 +55,11 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		h.deniedBadRequest.Inc()
 		return admission.Errored(http.StatusBadRequest, err)
 	}
+	return h.handlePod(ctx, pod)
+}
+
+// handlePod is Handle for the decoded pod.
+func (h *Handler) handlePod(ctx context.Context, pod *corev1.Pod) admission.Response {
 	switch SkipReason(pod) {
 	case ReasonNotLabelled:
 		h.skippedNotLabelled.Inc()
@@ -96,22 +101,24 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	return resp.WithWarnings(res.Warnings...)
 }
 
-// decodePod reads the request's pod as the API machinery's JSON serializer does
-// (case-sensitive, integers kept as int64) but in one pass: admission.Decoder's universal
-// deserializer parses the document twice (once for apiVersion and kind), which cost a third of
-// the decoding. The request's kind was checked already; the object's is checked here.
+// decodePod reads the part of the request's pod that the injection reads (admittedPod) as
+// the API machinery's JSON serializer does (case-sensitive, integers kept as int64) but in one
+// pass: admission.Decoder's universal deserializer parses the document twice (once for
+// apiVersion and kind). The request's kind was checked already; the object's is checked here.
+// The JSON is checked whole, but the types of fields the injection does not read are not: the
+// API server sends the pod it decoded, and validates the patched pod after admission.
 func decodePod(raw []byte) (*corev1.Pod, error) {
 	if len(raw) == 0 {
 		return nil, errors.New("decode pod: the request holds no object")
 	}
-	pod := &corev1.Pod{}
-	if err := sjson.UnmarshalCaseSensitivePreserveInts(raw, pod); err != nil {
+	var a admittedPod
+	if err := sjson.UnmarshalCaseSensitivePreserveInts(raw, &a); err != nil {
 		return nil, fmt.Errorf("decode pod: %w", err)
 	}
-	if pod.Kind != "Pod" || pod.APIVersion != "v1" {
-		return nil, fmt.Errorf("decode pod: the object is %s %s, not v1 Pod", quote(pod.APIVersion), quote(pod.Kind))
+	if a.Kind != "Pod" || a.APIVersion != "v1" {
+		return nil, fmt.Errorf("decode pod: the object is %s %s, not v1 Pod", quote(a.APIVersion), quote(a.Kind))
 	}
-	return pod, nil
+	return a.pod(), nil
 }
 
 func podName(p *corev1.Pod) string {
