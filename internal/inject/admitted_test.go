@@ -119,7 +119,9 @@ func TestAdmittedPodInjectsAsPod(t *testing.T) {
 	raws["harness-review"] = ar.Request.Object.Raw
 
 	f := randfill.NewWithSeed(1).NilChance(0.3).NumElements(0, 3).Funcs(
-		func(q *resource.Quantity, c randfill.Continue) { *q = *resource.NewMilliQuantity(int64(c.Uint64()%100000), resource.DecimalSI) },
+		func(q *resource.Quantity, c randfill.Continue) {
+			*q = *resource.NewMilliQuantity(int64(c.Uint64()%100000), resource.DecimalSI)
+		},
 		func(v *metav1.FieldsV1, _ randfill.Continue) { v.Raw = []byte(`{"f:metadata":{}}`) },
 		func(v *intstr.IntOrString, c randfill.Continue) {
 			if c.Bool() {
