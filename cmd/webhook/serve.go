@@ -23,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager/signals"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kratos-injector/kratos-injector/internal/inject"
 	"github.com/kratos-injector/kratos-injector/internal/selfimage"
@@ -195,11 +194,12 @@ func (o *serveOptions) run(ctx context.Context) error {
 		Host: o.bindAddress, Port: o.port,
 		CertDir: o.certDir, CertName: "tls.crt", KeyName: "tls.key",
 	})
-	hookServer.Register(MutatePath, &admission.Webhook{Handler: inject.NewHandler(inject.Options{
+	// inject.Webhook answers as controller-runtime's admission.Webhook, at less cost.
+	hookServer.Register(MutatePath, inject.NewWebhook(inject.NewHandler(inject.Options{
 		InjectorImage: o.injectorImage,
 		KratosImage:   o.kratosImage,
 		Version:       version.Version,
-	})})
+	})))
 	var certs *selfsigned.Manager
 	if o.tlsMode == tlsModeSelfSigned {
 		var err error

@@ -94,14 +94,16 @@ func BenchmarkHandleHarnessReview(b *testing.B) {
 
 // BenchmarkServeHTTP is the whole review as the webhook server serves it, without TLS and
 // HTTP/2: reading the body, decoding the review, the handler, encoding the response; against
-// controller-runtime's webhook with an allow-all handler (the harness's allow-all).
+// controller-runtime's webhook with an allow-all handler (the harness's allow-all), and the
+// handler served by controller-runtime's webhook rather than Webhook.
 func BenchmarkServeHTTP(b *testing.B) {
 	body := harnessReview(b)
 	for name, h := range map[string]http.Handler{
 		"allow-all": &admission.Webhook{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 			return admission.Allowed("")
 		})},
-		"kratos-injector": &admission.Webhook{Handler: NewHandler(testOptions)},
+		"kratos-injector":                   NewWebhook(NewHandler(testOptions)),
+		"kratos-injector-admission.Webhook": &admission.Webhook{Handler: NewHandler(testOptions)},
 	} {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()

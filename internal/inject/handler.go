@@ -50,7 +50,13 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		h.skippedNotPodCreate.Inc()
 		return admission.Allowed("kratos-injector only mutates pod creation")
 	}
-	pod, err := decodePod(req.Object.Raw)
+	var pod *corev1.Pod
+	var err error
+	if a, ok := ctx.Value(admittedKey{}).(*admittedPod); ok { // decoded with the review (Webhook)
+		pod, err = a.checkedPod()
+	} else {
+		pod, err = decodePod(req.Object.Raw)
+	}
 	if err != nil {
 		h.deniedBadRequest.Inc()
 		return admission.Errored(http.StatusBadRequest, err)
@@ -115,6 +121,11 @@ func decodePod(raw []byte) (*corev1.Pod, error) {
 	if err := sjson.UnmarshalCaseSensitivePreserveInts(raw, &a); err != nil {
 		return nil, fmt.Errorf("decode pod: %w", err)
 	}
+	return a.checkedPod()
+}
+
+// checkedPod is a.pod() when a is a v1 Pod.
+func (a *admittedPod) checkedPod() (*corev1.Pod, error) {
 	if a.Kind != "Pod" || a.APIVersion != "v1" {
 		return nil, fmt.Errorf("decode pod: the object is %s %s, not v1 Pod", quote(a.APIVersion), quote(a.Kind))
 	}

@@ -1,0 +1,300 @@
+package inject
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sjson "sigs.k8s.io/json"
+)
+
+// maxReviewBytes is controller-runtime's limit on a review's body (admission/http.go).
+const maxReviewBytes = 7 << 20
+
+// Webhook serves admission reviews over HTTP for a Handler, answering exactly what
+// controller-runtime's admission.Webhook answers (same status, headers and body, byte for
+// byte: TestWebhookServesAsControllerRuntime, FuzzWebhookServesAsControllerRuntime), at less
+// cost for the reviews an API server sends:
+//
+//   - the review and its pod are decoded in one pass: admission.Webhook decodes the review
+//     twice (once for apiVersion and kind, then whole, copying the object), and the handler
+//     then decoded the object a third time;
+//   - the request's logger gets its values (object, namespace, user...) only when something is
+//     logged: zap encodes them as soon as they are added, which admission.Webhook did for every
+//     request although nothing is logged for an injection at the default verbosity.
+//
+// Anything but a plain v1 or v1beta1 AdmissionReview JSON object (kind, apiVersion and request
+// members only, the request's fields of the right types) is handed to admission.Webhook, which
+// then answers or refuses it as it always did.
+type Webhook struct {
+	handler *Handler
+	hook    *admission.Webhook
+
+	logOnce sync.Once
+	log     logr.Logger // admission.Webhook's own: logf.Log.WithName("admission")
+}
+
+var _ http.Handler = (*Webhook)(nil)
+
+// NewWebhook returns the webhook serving h.
+func NewWebhook(h *Handler) *Webhook {
+	return &Webhook{handler: h, hook: &admission.Webhook{Handler: h, LogConstructor: lazyLogConstructor}}
+}
+
+// admittedRequest is an AdmissionRequest whose object is decoded as the pod the injection
+// reads (it shadows AdmissionRequest.Object, which stays empty).
+type admittedRequest struct {
+	admissionv1.AdmissionRequest
+	Object *admittedPod `json:"object,omitempty"`
+}
+
+// admittedKey carries, in the context of Handler.Handle, the pod the Webhook decoded with the
+// review, so that the handler does not decode it again from the (then empty) request object.
+type admittedKey struct{}
+
+func (wh *Webhook) logger() logr.Logger {
+	wh.logOnce.Do(func() { wh.log = logf.Log.WithName("admission") })
+	return wh.log
+}
+
+func (wh *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody {
+		wh.hook.ServeHTTP(w, r)
+		return
+	}
+	defer r.Body.Close()
+	limited := &io.LimitedReader{R: r.Body, N: maxReviewBytes}
+	body, readErr := io.ReadAll(limited)
+	var ar *admittedRequest
+	var gvk schema.GroupVersionKind
+	if readErr == nil && limited.N > 0 && r.Header.Get("Content-Type") == "application/json" {
+		ar, gvk = decodeReview(body)
+	}
+	if ar == nil {
+		// admission.Webhook reads the same body (and the same read error, or the rest of a
+		// body over the limit) and answers as it would have.
+		rest := r.Body
+		if readErr != nil {
+			rest = io.NopCloser(errReader{readErr})
+		}
+		r.Body = readCloser{io.MultiReader(bytes.NewReader(body), rest), r.Body}
+		wh.hook.ServeHTTP(w, r)
+		return
+	}
+	req := admission.Request{AdmissionRequest: ar.AdmissionRequest}
+	lazyLogConstructor(wh.logger(), &req).V(5).Info("received request")
+	ctx := context.WithValue(r.Context(), admittedKey{}, ar.Object)
+	resp := wh.hook.Handle(ctx, req)
+
+	// admission.Webhook's writeResponseTyped and writeAdmissionResponse.
+	review := admissionv1.AdmissionReview{Response: &resp.AdmissionResponse}
+	review.SetGroupVersionKind(gvk)
+	if err := json.NewEncoder(w).Encode(review); err != nil {
+		wh.logger().Error(err, "unable to encode and write the response")
+		serverError := admission.Errored(http.StatusInternalServerError, err)
+		if err := json.NewEncoder(w).Encode(admissionv1.AdmissionReview{Response: &serverError.AdmissionResponse}); err != nil {
+			wh.logger().Error(err, "still unable to encode and write the InternalServerError response")
+		}
+		return
+	}
+	if log := wh.logger(); log.V(5).Enabled() {
+		res := review.Response
+		if res.Result != nil {
+			log = log.WithValues("code", res.Result.Code, "reason", res.Result.Reason, "message", res.Result.Message)
+		}
+		log.V(5).Info("wrote response", "requestID", res.UID, "allowed", res.Allowed)
+	}
+}
+
+// decodeReview decodes body when it is a JSON object with exactly the members kind
+// ("AdmissionReview"), apiVersion (admission.k8s.io/v1 or v1beta1, which have the same
+// fields) and request (an object whose fields, and the pod's fields admittedPod reads, have
+// their types), each once. It returns nil for anything else, even what admission.Webhook
+// would accept: then admission.Webhook decodes it. Within those bounds, its result is what
+// admission.Webhook decodes: the universal deserializer reads apiVersion and kind with
+// encoding/json, case-insensitively (here no other member can match them), then the review
+// with sigs.k8s.io/json's UnmarshalCaseSensitivePreserveInts, as here the request.
+func decodeReview(body []byte) (*admittedRequest, schema.GroupVersionKind) {
+	apiVersion, kind, request, ok := reviewMembers(body)
+	if !ok || kind != "AdmissionReview" || apiVersion != admissionv1.SchemeGroupVersion.String() && apiVersion != "admission.k8s.io/v1beta1" {
+		return nil, schema.GroupVersionKind{}
+	}
+	ar := &admittedRequest{}
+	if err := sjson.UnmarshalCaseSensitivePreserveInts(request, ar); err != nil || ar.Object == nil {
+		return nil, schema.GroupVersionKind{}
+	}
+	gv, err := schema.ParseGroupVersion(apiVersion)
+	if err != nil {
+		return nil, schema.GroupVersionKind{}
+	}
+	return ar, gv.WithKind(kind)
+}
+
+// reviewMembers reads a top-level JSON object holding only the members kind and apiVersion,
+// strings of printable ASCII without escapes, and request, an object (its inside is checked by
+// its decoding), each at most once; ok is false for anything else.
+func reviewMembers(b []byte) (apiVersion, kind string, request []byte, ok bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return "", "", nil, false
+	}
+	var seenVersion, seenKind bool
+	for i = skipSpace(b, i+1); ; {
+		key, next, ok := plainString(b, i)
+		if !ok {
+			return "", "", nil, false
+		}
+		i = skipSpace(b, next)
+		if i >= len(b) || b[i] != ':' {
+			return "", "", nil, false
+		}
+		i = skipSpace(b, i+1)
+		switch {
+		case key == "apiVersion" && !seenVersion:
+			seenVersion = true
+			apiVersion, i, ok = plainString(b, i)
+		case key == "kind" && !seenKind:
+			seenKind = true
+			kind, i, ok = plainString(b, i)
+		case key == "request" && request == nil:
+			var end int
+			end, ok = objectEnd(b, i)
+			request, i = b[i:end], end
+		default:
+			return "", "", nil, false
+		}
+		if !ok {
+			return "", "", nil, false
+		}
+		i = skipSpace(b, i)
+		if i < len(b) && b[i] == ',' {
+			i = skipSpace(b, i+1)
+			continue
+		}
+		if i >= len(b) || b[i] != '}' {
+			return "", "", nil, false
+		}
+		break
+	}
+	if skipSpace(b, i+1) != len(b) || !seenVersion || !seenKind || request == nil {
+		return "", "", nil, false
+	}
+	return apiVersion, kind, request, true
+}
+
+// skipSpace skips JSON whitespace from i.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString reads the JSON string at i when it holds only printable ASCII and no escape.
+func plainString(b []byte, i int) (s string, next int, ok bool) {
+	if i >= len(b) || b[i] != '"' {
+		return "", i, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return string(b[i+1 : j]), j + 1, true
+		case c < 0x20 || c >= 0x7f || c == '\\':
+			return "", i, false
+		}
+	}
+	return "", i, false
+}
+
+// objectEnd is the end of the JSON object at i, found by its braces outside strings; whether
+// the object is valid JSON is left to its decoding.
+func objectEnd(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '{' {
+		return i, false
+	}
+	depth := 0
+	for j := i; j < len(b); j++ {
+		switch b[j] {
+		case '"':
+			for j++; j < len(b) && b[j] != '"'; j++ {
+				if b[j] == '\\' {
+					j++
+				}
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth--; depth == 0 {
+				return j + 1, true
+			}
+		}
+	}
+	return i, false
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// lazyLogConstructor is admission.DefaultLogConstructor with the request's values added to the
+// logger only when it logs (or is extended).
+func lazyLogConstructor(base logr.Logger, req *admission.Request) logr.Logger {
+	if req == nil || base.GetSink() == nil {
+		return base
+	}
+	return logr.New(&lazySink{base: base, req: req})
+}
+
+// lazySink is the sink of admission.DefaultLogConstructor(base, req), built on first use.
+type lazySink struct {
+	base  logr.Logger
+	req   *admission.Request
+	depth int
+}
+
+// sink is the sink with the request's values, for a caller extra frames further from the
+// logging call than the lazySink's caller would be.
+func (s *lazySink) sink(extra int) logr.LogSink {
+	l := admission.DefaultLogConstructor(s.base, s.req).GetSink()
+	if cd, ok := l.(logr.CallDepthLogSink); ok && s.depth+extra != 0 {
+		l = cd.WithCallDepth(s.depth + extra)
+	}
+	return l
+}
+
+func (s *lazySink) Init(logr.RuntimeInfo) {}
+
+func (s *lazySink) Enabled(level int) bool { return s.base.GetSink().Enabled(level) }
+
+// Info and Error add a frame (their own) between the logging call and the sink.
+func (s *lazySink) Info(level int, msg string, kv ...any) { s.sink(1).Info(level, msg, kv...) }
+
+func (s *lazySink) Error(err error, msg string, kv ...any) { s.sink(1).Error(err, msg, kv...) }
+
+func (s *lazySink) WithValues(kv ...any) logr.LogSink {
+	if len(kv) == 0 { // logf.FromContext adds none
+		return s
+	}
+	return s.sink(0).WithValues(kv...)
+}
+
+func (s *lazySink) WithName(name string) logr.LogSink { return s.sink(0).WithName(name) }
+
+func (s *lazySink) WithCallDepth(depth int) logr.LogSink {
+	c := *s
+	c.depth += depth
+	return &c
+}
