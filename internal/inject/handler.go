@@ -76,7 +76,7 @@ func (h *Handler) handlePod(ctx context.Context, pod *corev1.Pod) admission.Resp
 	}
 
 	log := logf.FromContext(ctx)
-	res, err := h.injector.Inject(pod)
+	res, err := h.injector.inject(pod, true) // res.Pod is only read, to write the patch
 	if err != nil {
 		var inv *InvalidError
 		if errors.As(err, &inv) {

@@ -72,7 +72,7 @@ func (wh *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer r.Body.Close()
 	limited := &io.LimitedReader{R: r.Body, N: maxReviewBytes}
-	body, readErr := io.ReadAll(limited)
+	body, readErr := readAll(limited, r.ContentLength)
 	var ar *admittedRequest
 	var gvk schema.GroupVersionKind
 	if readErr == nil && limited.N > 0 && r.Header.Get("Content-Type") == "application/json" {
@@ -238,6 +238,29 @@ func objectEnd(b []byte, i int) (int, bool) {
 		}
 	}
 	return i, false
+}
+
+// readAll is io.ReadAll starting with room for the body's declared length (the API server
+// sends it), rather than growing from 512 bytes and copying along.
+func readAll(r io.Reader, length int64) ([]byte, error) {
+	size := 512
+	if length > 0 && length < maxReviewBytes {
+		size = int(length) + 1 // and the EOF
+	}
+	b := make([]byte, 0, size)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF { //nolint:errorlint // io.ReadAll's test: a wrapped EOF is an error there too
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 type errReader struct{ err error }
