@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	sjson "sigs.k8s.io/json"
 )
 
 // maxReviewBytes is controller-runtime's limit on a review's body (admission/http.go).
@@ -114,21 +113,17 @@ func (wh *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// decodeReview decodes body when it is a JSON object with exactly the members kind
-// ("AdmissionReview"), apiVersion (admission.k8s.io/v1 or v1beta1, which have the same
-// fields) and request (an object whose fields, and the pod's fields admittedPod reads, have
-// their types), each once. It returns nil for anything else, even what admission.Webhook
-// would accept: then admission.Webhook decodes it. Within those bounds, its result is what
-// admission.Webhook decodes: the universal deserializer reads apiVersion and kind with
-// encoding/json, case-insensitively (here no other member can match them), then the review
-// with sigs.k8s.io/json's UnmarshalCaseSensitivePreserveInts, as here the request.
+// decodeReview decodes body when it is a v1 or v1beta1 AdmissionReview (they have the same
+// fields) that parseReview reads, whose request holds an object. It returns nil for anything
+// else, even what admission.Webhook would accept: then admission.Webhook decodes it. Within
+// those bounds, its result is what admission.Webhook decodes: its universal deserializer reads
+// apiVersion and kind with encoding/json, case-insensitively (here no other member can match
+// them), then the review with sigs.k8s.io/json's UnmarshalCaseSensitivePreserveInts, which
+// parseRequest follows.
 func decodeReview(body []byte) (*admittedRequest, schema.GroupVersionKind) {
-	apiVersion, kind, request, ok := reviewMembers(body)
-	if !ok || kind != "AdmissionReview" || apiVersion != admissionv1.SchemeGroupVersion.String() && apiVersion != "admission.k8s.io/v1beta1" {
-		return nil, schema.GroupVersionKind{}
-	}
-	ar := &admittedRequest{}
-	if err := sjson.UnmarshalCaseSensitivePreserveInts(request, ar); err != nil || ar.Object == nil {
+	apiVersion, kind, ar, ok := parseReview(body)
+	if !ok || ar.Object == nil || kind != "AdmissionReview" ||
+		apiVersion != admissionv1.SchemeGroupVersion.String() && apiVersion != "admission.k8s.io/v1beta1" {
 		return nil, schema.GroupVersionKind{}
 	}
 	gv, err := schema.ParseGroupVersion(apiVersion)
@@ -136,108 +131,6 @@ func decodeReview(body []byte) (*admittedRequest, schema.GroupVersionKind) {
 		return nil, schema.GroupVersionKind{}
 	}
 	return ar, gv.WithKind(kind)
-}
-
-// reviewMembers reads a top-level JSON object holding only the members kind and apiVersion,
-// strings of printable ASCII without escapes, and request, an object (its inside is checked by
-// its decoding), each at most once; ok is false for anything else.
-func reviewMembers(b []byte) (apiVersion, kind string, request []byte, ok bool) {
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return "", "", nil, false
-	}
-	var seenVersion, seenKind bool
-	for i = skipSpace(b, i+1); ; {
-		key, next, ok := plainString(b, i)
-		if !ok {
-			return "", "", nil, false
-		}
-		i = skipSpace(b, next)
-		if i >= len(b) || b[i] != ':' {
-			return "", "", nil, false
-		}
-		i = skipSpace(b, i+1)
-		switch {
-		case key == "apiVersion" && !seenVersion:
-			seenVersion = true
-			apiVersion, i, ok = plainString(b, i)
-		case key == "kind" && !seenKind:
-			seenKind = true
-			kind, i, ok = plainString(b, i)
-		case key == "request" && request == nil:
-			var end int
-			end, ok = objectEnd(b, i)
-			request, i = b[i:end], end
-		default:
-			return "", "", nil, false
-		}
-		if !ok {
-			return "", "", nil, false
-		}
-		i = skipSpace(b, i)
-		if i < len(b) && b[i] == ',' {
-			i = skipSpace(b, i+1)
-			continue
-		}
-		if i >= len(b) || b[i] != '}' {
-			return "", "", nil, false
-		}
-		break
-	}
-	if skipSpace(b, i+1) != len(b) || !seenVersion || !seenKind || request == nil {
-		return "", "", nil, false
-	}
-	return apiVersion, kind, request, true
-}
-
-// skipSpace skips JSON whitespace from i.
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// plainString reads the JSON string at i when it holds only printable ASCII and no escape.
-func plainString(b []byte, i int) (s string, next int, ok bool) {
-	if i >= len(b) || b[i] != '"' {
-		return "", i, false
-	}
-	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			return string(b[i+1 : j]), j + 1, true
-		case c < 0x20 || c >= 0x7f || c == '\\':
-			return "", i, false
-		}
-	}
-	return "", i, false
-}
-
-// objectEnd is the end of the JSON object at i, found by its braces outside strings; whether
-// the object is valid JSON is left to its decoding.
-func objectEnd(b []byte, i int) (int, bool) {
-	if i >= len(b) || b[i] != '{' {
-		return i, false
-	}
-	depth := 0
-	for j := i; j < len(b); j++ {
-		switch b[j] {
-		case '"':
-			for j++; j < len(b) && b[j] != '"'; j++ {
-				if b[j] == '\\' {
-					j++
-				}
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			if depth--; depth == 0 {
-				return j + 1, true
-			}
-		}
-	}
-	return i, false
 }
 
 // readAll is io.ReadAll starting with room for the body's declared length (the API server
