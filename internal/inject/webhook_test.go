@@ -182,7 +182,9 @@ func TestWebhookServesAsControllerRuntime(t *testing.T) {
 		}
 	})
 	t.Run("read error", func(t *testing.T) {
-		reader := func() io.Reader { return io.MultiReader(bytes.NewReader(body[:100]), iotest.ErrReader(io.ErrUnexpectedEOF)) }
+		reader := func() io.Reader {
+			return io.MultiReader(bytes.NewReader(body[:100]), iotest.ErrReader(io.ErrUnexpectedEOF))
+		}
 		want := serve(&admission.Webhook{Handler: h}, "application/json", reader())
 		if got := serve(NewWebhook(h), "application/json", reader()); !cmp.Equal(want, got) {
 			t.Errorf("got %+v, want %+v", got, want)
