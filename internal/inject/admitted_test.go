@@ -122,7 +122,7 @@ func TestAdmittedPodInjectsAsPod(t *testing.T) {
 		func(q *resource.Quantity, c randfill.Continue) {
 			*q = *resource.NewMilliQuantity(int64(c.Uint64()%100000), resource.DecimalSI)
 		},
-		func(v *metav1.FieldsV1, _ randfill.Continue) { v.Raw = []byte(`{"f:metadata":{}}`) },
+		func(v *metav1.FieldsV1, _ randfill.Continue) { v.SetRawBytes([]byte(`{"f:metadata":{}}`)) },
 		func(v *intstr.IntOrString, c randfill.Continue) {
 			if c.Bool() {
 				*v = intstr.FromInt32(int32(c.Uint64() % 65536))

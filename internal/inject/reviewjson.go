@@ -297,7 +297,7 @@ func (p *reviewParser) skipString() {
 					return
 				}
 				for _, h := range b[j+1 : j+5] {
-					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+					if (h < '0' || h > '9') && (h < 'a' || h > 'f') && (h < 'A' || h > 'F') {
 						p.fail()
 						return
 					}

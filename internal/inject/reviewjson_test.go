@@ -54,7 +54,7 @@ func randomRequests(t testing.TB, n int) [][]byte {
 		func(q *resource.Quantity, c randfill.Continue) {
 			*q = *resource.NewMilliQuantity(int64(c.Uint64()%100000), resource.DecimalSI)
 		},
-		func(v *metav1.FieldsV1, _ randfill.Continue) { v.Raw = []byte(`{"f:metadata":{}}`) },
+		func(v *metav1.FieldsV1, _ randfill.Continue) { v.SetRawBytes([]byte(`{"f:metadata":{}}`)) },
 		func(v *intstr.IntOrString, c randfill.Continue) { *v = intstr.FromInt32(int32(c.Uint64() % 65536)) },
 		func(v *runtime.RawExtension, c randfill.Continue) {
 			v.Raw = [][]byte{nil, []byte(`{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1"}`), []byte(`[1, "x", {"a": null}]`)}[c.Intn(3)]
