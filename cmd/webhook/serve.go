@@ -112,6 +112,9 @@ writes the serving pair into --cert-dir, and patches the caBundle of --webhook-c
 	return cmd
 }
 
+// pprofEnabled: --pprof-bind-address is neither "0" nor empty.
+func (o *serveOptions) pprofEnabled() bool { return o.pprofAddr != "0" && o.pprofAddr != "" }
+
 func (o *serveOptions) validate() error {
 	switch o.tlsMode {
 	case tlsModeFiles:
@@ -122,7 +125,7 @@ func (o *serveOptions) validate() error {
 	default:
 		return fmt.Errorf("--tls-mode %q: want files or self-signed", o.tlsMode)
 	}
-	if o.pprofAddr != "0" {
+	if o.pprofEnabled() {
 		if host, _, err := net.SplitHostPort(o.pprofAddr); err != nil {
 			return fmt.Errorf("--pprof-bind-address: %w", err)
 		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
@@ -268,7 +271,7 @@ func (o *serveOptions) run(ctx context.Context) error {
 		}
 		start("metrics server", metricsServer.Start)
 	}
-	if o.pprofAddr != "0" {
+	if o.pprofEnabled() {
 		start("pprof server", func(ctx context.Context) error { return servePprof(ctx, log, o.pprofAddr) })
 	}
 	if o.probeAddr != "0" {
