@@ -3,13 +3,16 @@ package inject
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -71,7 +74,10 @@ func (wh *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer r.Body.Close()
 	limited := &io.LimitedReader{R: r.Body, N: maxReviewBytes}
-	body, readErr := readAll(limited, r.ContentLength)
+	bodyBuf := getBuffer()
+	defer putBuffer(bodyBuf) // nothing decoded refers to the body: strings and raw values are copies
+	body, readErr := readAll(limited, r.ContentLength, *bodyBuf)
+	*bodyBuf = body
 	var ar *admittedRequest
 	var gvk schema.GroupVersionKind
 	if readErr == nil && limited.N > 0 && r.Header.Get("Content-Type") == "application/json" {
@@ -96,7 +102,16 @@ func (wh *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// admission.Webhook's writeResponseTyped and writeAdmissionResponse.
 	review := admissionv1.AdmissionReview{Response: &resp.AdmissionResponse}
 	review.SetGroupVersionKind(gvk)
-	if err := json.NewEncoder(w).Encode(review); err != nil {
+	var err error
+	outBuf := getBuffer()
+	defer putBuffer(outBuf)
+	if out, ok := appendInjection((*outBuf)[:0], &review); ok {
+		*outBuf = out
+		_, err = w.Write(out)
+	} else {
+		err = json.NewEncoder(w).Encode(review)
+	}
+	if err != nil {
 		wh.logger().Error(err, "unable to encode and write the response")
 		serverError := admission.Errored(http.StatusInternalServerError, err)
 		if err := json.NewEncoder(w).Encode(admissionv1.AdmissionReview{Response: &serverError.AdmissionResponse}); err != nil {
@@ -133,14 +148,27 @@ func decodeReview(body []byte) (*admittedRequest, schema.GroupVersionKind) {
 	return ar, gv.WithKind(kind)
 }
 
-// readAll is io.ReadAll starting with room for the body's declared length (the API server
-// sends it), rather than growing from 512 bytes and copying along.
-func readAll(r io.Reader, length int64) ([]byte, error) {
-	size := 512
-	if length > 0 && length < maxReviewBytes {
-		size = int(length) + 1 // and the EOF
+// buffers are the bodies of requests and responses, reused: a review's are a few kilobytes.
+var buffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+func getBuffer() *[]byte { return buffers.Get().(*[]byte) }
+
+func putBuffer(b *[]byte) {
+	if cap(*b) <= 64<<10 { // not the rare huge one
+		*b = (*b)[:0]
+		buffers.Put(b)
 	}
-	b := make([]byte, 0, size)
+}
+
+// readAll is io.ReadAll into b, first grown to the body's declared length (the API server sends
+// it), rather than growing from 512 bytes and copying along.
+func readAll(r io.Reader, length int64, b []byte) ([]byte, error) {
+	b = b[:0]
+	if length > 0 && length < maxReviewBytes {
+		b = slices.Grow(b, int(length)+1) // and the EOF
+	} else {
+		b = slices.Grow(b, 512)
+	}
 	for {
 		n, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
@@ -213,4 +241,59 @@ func (s *lazySink) WithCallDepth(depth int) logr.LogSink {
 	c := *s
 	c.depth += depth
 	return &c
+}
+
+// appendInjection appends to b what json.Encoder writes for review when its response is
+// allowed with a patch, status code 200 and nothing else but warnings, as every injection's is
+// (TestAppendInjection); ok is false for any other review, which json.Encoder then writes.
+// Encoding by reflection, with the patch in base64, was a tenth of a review's CPU.
+func appendInjection(b []byte, review *admissionv1.AdmissionReview) (_ []byte, ok bool) {
+	r := review.Response
+	if review.Request != nil || r == nil || !r.Allowed || r.Result == nil || *r.Result != (metav1.Status{Code: http.StatusOK}) ||
+		len(r.Patch) == 0 || r.PatchType == nil || r.AuditAnnotations != nil {
+		return b, false
+	}
+	b = append(b, '{')
+	if review.Kind != "" {
+		b = append(b, `"kind":`...)
+		b = appendJSONString(b, review.Kind)
+		b = append(b, ',')
+	}
+	if review.APIVersion != "" {
+		b = append(b, `"apiVersion":`...)
+		b = appendJSONString(b, review.APIVersion)
+		b = append(b, ',')
+	}
+	b = append(b, `"response":{"uid":`...)
+	b = appendJSONString(b, string(r.UID))
+	b = append(b, `,"allowed":true,"status":{"metadata":{},"code":200},"patch":"`...)
+	b = base64.StdEncoding.AppendEncode(b, r.Patch)
+	b = append(b, `","patchType":`...)
+	b = appendJSONString(b, string(*r.PatchType))
+	if len(r.Warnings) > 0 {
+		b = append(b, `,"warnings":[`...)
+		for i, w := range r.Warnings {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, w)
+		}
+		b = append(b, ']')
+	}
+	return append(b, "}}\n"...), true
+}
+
+// appendJSONString appends s as encoding/json writes it: as it is, quoted, when it holds only
+// printable ASCII that needs no escape (HTML's <, > and & included, which encoding/json
+// escapes); else through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

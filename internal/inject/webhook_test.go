@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
@@ -209,4 +210,54 @@ func FuzzWebhookServesAsControllerRuntime(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		checkServesAsControllerRuntime(t, h, "application/json", body)
 	})
+}
+
+// TestAppendInjection: appendInjection writes what json.Encoder writes for the reviews it takes,
+// and takes every injection's.
+func TestAppendInjection(t *testing.T) {
+	jp := admissionv1.PatchTypeJSONPatch
+	other := admissionv1.PatchType("Other<&>")
+	allowed := func(uid string, warnings ...string) *admissionv1.AdmissionResponse {
+		return &admissionv1.AdmissionResponse{UID: types.UID(uid), Allowed: true, Result: &metav1.Status{Code: 200},
+			Patch: []byte(`[{"op":"add","path":"/a","value":"<b>\u2028"}]`), PatchType: &jp, Warnings: warnings}
+	}
+	for name, tc := range map[string]struct {
+		gvk  metav1.TypeMeta
+		resp *admissionv1.AdmissionResponse
+		ok   bool
+	}{
+		"injection":        {metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, allowed("0b9c3fb4-0000-4000-8000-000000000000", "a warning"), true},
+		"v1beta1":          {metav1.TypeMeta{APIVersion: "admission.k8s.io/v1beta1", Kind: "AdmissionReview"}, allowed("u", "w1", "w2"), true},
+		"no warnings":      {metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, allowed("u"), true},
+		"empty warnings":   {metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, allowed("u", []string{}...), true},
+		"no kind":          {metav1.TypeMeta{APIVersion: "admission.k8s.io/v1"}, allowed("u"), true},
+		"untyped":          {metav1.TypeMeta{}, allowed(""), true},
+		"escapes":          {metav1.TypeMeta{APIVersion: "a<&>\"\\", Kind: "K\u2028\x01"}, allowed("u<&>\"é\xff", "w<&>\n\t\"\\é\u2029\xff\x7f", ""), true},
+		"other patch type": {metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, func() *admissionv1.AdmissionResponse { r := allowed("u"); r.PatchType = &other; return r }(), true},
+		"denied":           {metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, func() *admissionv1.AdmissionResponse { r := allowed("u"); r.Allowed = false; return r }(), false},
+		"message":          {metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, func() *admissionv1.AdmissionResponse { r := allowed("u"); r.Result.Message = "m"; return r }(), false},
+		"no status":        {metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, func() *admissionv1.AdmissionResponse { r := allowed("u"); r.Result = nil; return r }(), false},
+		"no patch":         {metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, func() *admissionv1.AdmissionResponse { r := allowed("u"); r.Patch = nil; return r }(), false},
+		"no patch type":    {metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, func() *admissionv1.AdmissionResponse { r := allowed("u"); r.PatchType = nil; return r }(), false},
+		"audit": {metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, func() *admissionv1.AdmissionResponse {
+			r := allowed("u")
+			r.AuditAnnotations = map[string]string{}
+			return r
+		}(), false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			review := admissionv1.AdmissionReview{TypeMeta: tc.gvk, Response: tc.resp}
+			var want bytes.Buffer
+			if err := json.NewEncoder(&want).Encode(review); err != nil {
+				t.Fatal(err)
+			}
+			got, ok := appendInjection([]byte("prefix"), &review)
+			if ok != tc.ok {
+				t.Fatalf("taken %v, want %v", ok, tc.ok)
+			}
+			if ok && string(got) != "prefix"+want.String() {
+				t.Errorf("got  %s\nwant %s", got, want.String())
+			}
+		})
+	}
 }
