@@ -111,6 +111,7 @@ func (wh *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		err = json.NewEncoder(w).Encode(review)
 	}
+	releasePatch(resp.Patch) // written: the handler's patch is no one else's
 	if err != nil {
 		wh.logger().Error(err, "unable to encode and write the response")
 		serverError := admission.Errored(http.StatusInternalServerError, err)
