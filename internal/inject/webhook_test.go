@@ -3,6 +3,7 @@ package inject
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,8 +13,11 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/google/go-cmp/cmp"
 	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -259,5 +263,35 @@ func TestAppendInjection(t *testing.T) {
 				t.Errorf("got  %s\nwant %s", got, want.String())
 			}
 		})
+	}
+}
+
+// The request's lazy logger writes what admission.DefaultLogConstructor's writes, and adds the
+// request's values only when it logs.
+func TestLazyLogConstructor(t *testing.T) {
+	req := &admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{UID: "u", Namespace: "ns", Name: "p", Operation: admissionv1.Create,
+		Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, UserInfo: authenticationv1.UserInfo{Username: "me"}}}
+	logs := func(construct func(logr.Logger, *admission.Request) logr.Logger) []string {
+		var out []string
+		base := funcr.New(func(prefix, args string) { out = append(out, prefix+" "+args) }, funcr.Options{Verbosity: 1}).WithName("admission")
+		l := construct(base, req)
+		l.Info("one", "k", 1)
+		l.V(1).Info("verbose")
+		l.V(2).Info("hidden")
+		l.Error(errors.New("boom"), "failed", "k", 2)
+		l.WithValues("extra", true).Info("with values")
+		l.WithValues().Info("with no values")
+		l.WithName("sub").Info("named")
+		if got := construct(base, nil); got != base {
+			t.Error("a nil request does not give the base logger")
+		}
+		return out
+	}
+	want := logs(admission.DefaultLogConstructor)
+	if d := cmp.Diff(want, logs(lazyLogConstructor)); d != "" {
+		t.Errorf("lazy logger writes otherwise (-default +lazy):\n%s", d)
+	}
+	if len(want) != 6 {
+		t.Errorf("%d lines: %q", len(want), want)
 	}
 }
