@@ -30,6 +30,8 @@ type reviewParser struct {
 	i     int
 	ok    bool
 	depth int
+	// seen are the members read so far of the object being read at each depth (see mark).
+	seen [maxDepth + 1]uint32
 }
 
 // maxDepth bounds the nesting the parser follows (sigs.k8s.io/json allows 10000).
@@ -358,12 +360,15 @@ func (p *reviewParser) raw(r *runtime.RawExtension) {
 	}
 }
 
-// seen marks member bit of an object as read, failing when it was already.
-func (p *reviewParser) seen(mask *uint32, bit uint) {
-	if *mask&(1<<bit) != 0 {
+// mark marks member bit of the object being read as read, failing when it was already.
+func (p *reviewParser) mark(bit uint) {
+	if p.depth > maxDepth {
+		return // failed already
+	}
+	if p.seen[p.depth]&(1<<bit) != 0 {
 		p.fail()
 	}
-	*mask |= 1 << bit
+	p.seen[p.depth] |= 1 << bit
 }
 
 // strings decodes a []string; null sets nil, a null element "".
@@ -407,19 +412,21 @@ func (p *reviewParser) stringMap(m *map[string]string) {
 	p.close()
 }
 
-// object reads the members of an object into a struct: member decodes the value of each name
-// it knows (and its bit, so that a name twice fails) and returns false for a name it does not,
-// whose value is then skipped. null leaves the struct unchanged.
-func (p *reviewParser) object(member func(name []byte, seen *uint32) bool) {
+// object reads the members of an object into a struct: member marks (mark) and decodes the
+// value of each name it knows, so that a name twice fails, and returns false for a name it
+// does not, whose value is then skipped. null leaves the struct unchanged.
+func (p *reviewParser) object(member func(name []byte) bool) {
 	if p.null() {
 		return
 	}
 	if !p.open('{') {
 		return
 	}
-	var seen uint32
+	if p.depth <= maxDepth {
+		p.seen[p.depth] = 0
+	}
 	for n := 0; p.more('}', &n); {
-		if name := p.key(); p.ok && !member(name, &seen) {
+		if name := p.key(); p.ok && !member(name) {
 			p.skip()
 		}
 	}
@@ -445,16 +452,16 @@ func reviewArray[T any](p *reviewParser, s *[]T, elem func(*T)) {
 }
 
 func (p *reviewParser) gvk(v *metav1.GroupVersionKind) {
-	p.object(func(name []byte, seen *uint32) bool {
+	p.object(func(name []byte) bool {
 		switch string(name) {
 		case "group":
-			p.seen(seen, 0)
+			p.mark(0)
 			p.str(&v.Group)
 		case "version":
-			p.seen(seen, 1)
+			p.mark(1)
 			p.str(&v.Version)
 		case "kind":
-			p.seen(seen, 2)
+			p.mark(2)
 			p.str(&v.Kind)
 		default:
 			return false
@@ -464,16 +471,16 @@ func (p *reviewParser) gvk(v *metav1.GroupVersionKind) {
 }
 
 func (p *reviewParser) gvr(v *metav1.GroupVersionResource) {
-	p.object(func(name []byte, seen *uint32) bool {
+	p.object(func(name []byte) bool {
 		switch string(name) {
 		case "group":
-			p.seen(seen, 0)
+			p.mark(0)
 			p.str(&v.Group)
 		case "version":
-			p.seen(seen, 1)
+			p.mark(1)
 			p.str(&v.Version)
 		case "resource":
-			p.seen(seen, 2)
+			p.mark(2)
 			p.str(&v.Resource)
 		default:
 			return false
@@ -483,19 +490,19 @@ func (p *reviewParser) gvr(v *metav1.GroupVersionResource) {
 }
 
 func (p *reviewParser) userInfo(v *authenticationv1.UserInfo) {
-	p.object(func(name []byte, seen *uint32) bool {
+	p.object(func(name []byte) bool {
 		switch string(name) {
 		case "username":
-			p.seen(seen, 0)
+			p.mark(0)
 			p.str(&v.Username)
 		case "uid":
-			p.seen(seen, 1)
+			p.mark(1)
 			p.str(&v.UID)
 		case "groups":
-			p.seen(seen, 2)
+			p.mark(2)
 			p.strings(&v.Groups)
 		case "extra":
-			p.seen(seen, 3)
+			p.mark(3)
 			if p.null() {
 				v.Extra = nil
 				return true
@@ -522,24 +529,24 @@ func (p *reviewParser) userInfo(v *authenticationv1.UserInfo) {
 
 // request decodes an admittedRequest.
 func (p *reviewParser) request(r *admittedRequest) {
-	p.object(func(name []byte, seen *uint32) bool {
+	p.object(func(name []byte) bool {
 		switch string(name) {
 		case "uid":
-			p.seen(seen, 0)
+			p.mark(0)
 			s := string(r.UID)
 			p.str(&s)
 			r.UID = types.UID(s)
 		case "kind":
-			p.seen(seen, 1)
+			p.mark(1)
 			p.gvk(&r.Kind)
 		case "resource":
-			p.seen(seen, 2)
+			p.mark(2)
 			p.gvr(&r.Resource)
 		case "subResource":
-			p.seen(seen, 3)
+			p.mark(3)
 			p.str(&r.SubResource)
 		case "requestKind":
-			p.seen(seen, 4)
+			p.mark(4)
 			if p.null() {
 				r.RequestKind = nil
 			} else {
@@ -547,7 +554,7 @@ func (p *reviewParser) request(r *admittedRequest) {
 				p.gvk(r.RequestKind)
 			}
 		case "requestResource":
-			p.seen(seen, 5)
+			p.mark(5)
 			if p.null() {
 				r.RequestResource = nil
 			} else {
@@ -555,24 +562,24 @@ func (p *reviewParser) request(r *admittedRequest) {
 				p.gvr(r.RequestResource)
 			}
 		case "requestSubResource":
-			p.seen(seen, 6)
+			p.mark(6)
 			p.str(&r.RequestSubResource)
 		case "name":
-			p.seen(seen, 7)
+			p.mark(7)
 			p.str(&r.Name)
 		case "namespace":
-			p.seen(seen, 8)
+			p.mark(8)
 			p.str(&r.Namespace)
 		case "operation":
-			p.seen(seen, 9)
+			p.mark(9)
 			s := string(r.Operation)
 			p.str(&s)
 			r.Operation = admissionv1.Operation(s)
 		case "userInfo":
-			p.seen(seen, 10)
+			p.mark(10)
 			p.userInfo(&r.UserInfo)
 		case "object":
-			p.seen(seen, 11)
+			p.mark(11)
 			if p.null() {
 				r.Object = nil
 			} else {
@@ -580,13 +587,13 @@ func (p *reviewParser) request(r *admittedRequest) {
 				p.pod(r.Object)
 			}
 		case "oldObject":
-			p.seen(seen, 12)
+			p.mark(12)
 			p.raw(&r.OldObject)
 		case "dryRun":
-			p.seen(seen, 13)
+			p.mark(13)
 			p.boolPtr(&r.DryRun)
 		case "options":
-			p.seen(seen, 14)
+			p.mark(14)
 			p.raw(&r.Options)
 		default:
 			return false
@@ -596,19 +603,19 @@ func (p *reviewParser) request(r *admittedRequest) {
 }
 
 func (p *reviewParser) pod(a *admittedPod) {
-	p.object(func(name []byte, seen *uint32) bool {
+	p.object(func(name []byte) bool {
 		switch string(name) {
 		case "apiVersion":
-			p.seen(seen, 0)
+			p.mark(0)
 			p.str(&a.APIVersion)
 		case "kind":
-			p.seen(seen, 1)
+			p.mark(1)
 			p.str(&a.Kind)
 		case "metadata":
-			p.seen(seen, 2)
+			p.mark(2)
 			p.meta(&a.Metadata)
 		case "spec":
-			p.seen(seen, 3)
+			p.mark(3)
 			p.spec(&a.Spec)
 		default:
 			return false
@@ -618,22 +625,22 @@ func (p *reviewParser) pod(a *admittedPod) {
 }
 
 func (p *reviewParser) meta(m *admittedMeta) {
-	p.object(func(name []byte, seen *uint32) bool {
+	p.object(func(name []byte) bool {
 		switch string(name) {
 		case "name":
-			p.seen(seen, 0)
+			p.mark(0)
 			p.str(&m.Name)
 		case "generateName":
-			p.seen(seen, 1)
+			p.mark(1)
 			p.str(&m.GenerateName)
 		case "labels":
-			p.seen(seen, 2)
+			p.mark(2)
 			p.stringMap(&m.Labels)
 		case "annotations":
-			p.seen(seen, 3)
+			p.mark(3)
 			p.stringMap(&m.Annotations)
 		case "ownerReferences":
-			p.seen(seen, 4)
+			p.mark(4)
 			reviewArray(p, &m.OwnerReferences, p.ownerReference)
 		default:
 			return false
@@ -643,27 +650,27 @@ func (p *reviewParser) meta(m *admittedMeta) {
 }
 
 func (p *reviewParser) ownerReference(o *metav1.OwnerReference) {
-	p.object(func(name []byte, seen *uint32) bool {
+	p.object(func(name []byte) bool {
 		switch string(name) {
 		case "apiVersion":
-			p.seen(seen, 0)
+			p.mark(0)
 			p.str(&o.APIVersion)
 		case "kind":
-			p.seen(seen, 1)
+			p.mark(1)
 			p.str(&o.Kind)
 		case "name":
-			p.seen(seen, 2)
+			p.mark(2)
 			p.str(&o.Name)
 		case "uid":
-			p.seen(seen, 3)
+			p.mark(3)
 			s := string(o.UID)
 			p.str(&s)
 			o.UID = types.UID(s)
 		case "controller":
-			p.seen(seen, 4)
+			p.mark(4)
 			p.boolPtr(&o.Controller)
 		case "blockOwnerDeletion":
-			p.seen(seen, 5)
+			p.mark(5)
 			p.boolPtr(&o.BlockOwnerDeletion)
 		default:
 			return false
@@ -673,36 +680,36 @@ func (p *reviewParser) ownerReference(o *metav1.OwnerReference) {
 }
 
 func (p *reviewParser) spec(s *admittedSpec) {
-	p.object(func(name []byte, seen *uint32) bool {
+	p.object(func(name []byte) bool {
 		switch string(name) {
 		case "volumes":
-			p.seen(seen, 0)
+			p.mark(0)
 			reviewArray(p, &s.Volumes, func(v *admittedVolume) {
-				p.object(func(name []byte, seen *uint32) bool {
+				p.object(func(name []byte) bool {
 					if string(name) != "name" {
 						return false
 					}
-					p.seen(seen, 0)
+					p.mark(0)
 					p.str(&v.Name)
 					return true
 				})
 			})
 		case "initContainers":
-			p.seen(seen, 1)
+			p.mark(1)
 			reviewArray(p, &s.InitContainers, p.container)
 		case "containers":
-			p.seen(seen, 2)
+			p.mark(2)
 			reviewArray(p, &s.Containers, p.container)
 		case "restartPolicy":
-			p.seen(seen, 3)
+			p.mark(3)
 			v := string(s.RestartPolicy)
 			p.str(&v)
 			s.RestartPolicy = corev1.RestartPolicy(v)
 		case "terminationGracePeriodSeconds":
-			p.seen(seen, 4)
+			p.mark(4)
 			p.int64Ptr(&s.TerminationGracePeriodSeconds)
 		case "hostNetwork":
-			p.seen(seen, 5)
+			p.mark(5)
 			p.boolean(&s.HostNetwork)
 		default:
 			return false
@@ -712,13 +719,13 @@ func (p *reviewParser) spec(s *admittedSpec) {
 }
 
 func (p *reviewParser) container(c *admittedContainer) {
-	p.object(func(name []byte, seen *uint32) bool {
+	p.object(func(name []byte) bool {
 		switch string(name) {
 		case "name":
-			p.seen(seen, 0)
+			p.mark(0)
 			p.str(&c.Name)
 		case "ports":
-			p.seen(seen, 1)
+			p.mark(1)
 			reviewArray(p, &c.Ports, p.port)
 		default:
 			return false
@@ -728,24 +735,24 @@ func (p *reviewParser) container(c *admittedContainer) {
 }
 
 func (p *reviewParser) port(cp *corev1.ContainerPort) {
-	p.object(func(name []byte, seen *uint32) bool {
+	p.object(func(name []byte) bool {
 		switch string(name) {
 		case "name":
-			p.seen(seen, 0)
+			p.mark(0)
 			p.str(&cp.Name)
 		case "hostPort":
-			p.seen(seen, 1)
+			p.mark(1)
 			p.int32(&cp.HostPort)
 		case "containerPort":
-			p.seen(seen, 2)
+			p.mark(2)
 			p.int32(&cp.ContainerPort)
 		case "protocol":
-			p.seen(seen, 3)
+			p.mark(3)
 			v := string(cp.Protocol)
 			p.str(&v)
 			cp.Protocol = corev1.Protocol(v)
 		case "hostIP":
-			p.seen(seen, 4)
+			p.mark(4)
 			p.str(&cp.HostIP)
 		default:
 			return false
@@ -775,20 +782,19 @@ func parseRequest(b []byte) (*admittedRequest, bool) {
 // decoded as by parseRequest, or false.
 func parseReview(b []byte) (apiVersion, kind string, req *admittedRequest, ok bool) {
 	p := &reviewParser{b: b, ok: true}
-	var seenMask uint32
 	if !p.open('{') {
 		return "", "", nil, false
 	}
 	for n := 0; p.more('}', &n); {
 		switch name := p.key(); string(name) {
 		case "apiVersion":
-			p.seen(&seenMask, 0)
+			p.mark(0)
 			apiVersion = string(p.text())
 		case "kind":
-			p.seen(&seenMask, 1)
+			p.mark(1)
 			kind = string(p.text())
 		case "request":
-			p.seen(&seenMask, 2)
+			p.mark(2)
 			if p.peek() != '{' {
 				p.fail()
 				break
@@ -799,8 +805,9 @@ func parseReview(b []byte) (apiVersion, kind string, req *admittedRequest, ok bo
 			p.fail()
 		}
 	}
+	seen := p.seen[p.depth]
 	p.close()
-	if p.peek(); !p.ok || p.i != len(b) || seenMask != 7 {
+	if p.peek(); !p.ok || p.i != len(b) || seen != 7 {
 		return "", "", nil, false
 	}
 	return apiVersion, kind, req, true
