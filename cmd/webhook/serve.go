@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,7 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager/signals"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kratos-injector/kratos-injector/internal/inject"
 	"github.com/kratos-injector/kratos-injector/internal/selfimage"
@@ -44,6 +44,7 @@ type serveOptions struct {
 	certDir       string
 	metricsAddr   string
 	probeAddr     string
+	pprofAddr     string
 	kratosImage   string
 	injectorImage string
 	tlsMode       string
@@ -62,6 +63,7 @@ func newServeCmd() *cobra.Command {
 		certDir:       filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
 		metricsAddr:   ":8080",
 		probeAddr:     ":8081",
+		pprofAddr:     "0",
 		kratosImage:   inject.DefaultKratosImage,
 		tlsMode:       tlsModeFiles,
 		shutdownDelay: 5 * time.Second,
@@ -97,6 +99,7 @@ writes the serving pair into --cert-dir, and patches the caBundle of --webhook-c
 	fs.StringVar(&o.certDir, "cert-dir", o.certDir, "directory holding the serving certificate tls.crt and key tls.key (watched for rotation)")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", o.metricsAddr, `address of the Prometheus metrics endpoint /metrics ("0" disables it)`)
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", o.probeAddr, `address of /healthz and /readyz ("0" disables them)`)
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", o.pprofAddr, `address of Go's /debug/pprof/ endpoints, for profiling under load ("0", the default, disables them; they expose the process's memory: loopback only)`)
 	fs.StringVar(&o.kratosImage, "kratos-image", o.kratosImage, "Kratos image injected when a pod has no "+inject.AnnotationImage+" annotation")
 	fs.StringVar(&o.injectorImage, "injector-image", o.injectorImage, "image of the injected kratos-config init container (default: this webhook's own image, read from its pod "+
 		"$"+selfimage.PodNamespaceEnv+"/$"+selfimage.PodNameEnv+"; outside a pod "+inject.DefaultInjectorImage+")")
@@ -109,6 +112,9 @@ writes the serving pair into --cert-dir, and patches the caBundle of --webhook-c
 	return cmd
 }
 
+// pprofEnabled: --pprof-bind-address is neither "0" nor empty.
+func (o *serveOptions) pprofEnabled() bool { return o.pprofAddr != "0" && o.pprofAddr != "" }
+
 func (o *serveOptions) validate() error {
 	switch o.tlsMode {
 	case tlsModeFiles:
@@ -118,6 +124,13 @@ func (o *serveOptions) validate() error {
 		}
 	default:
 		return fmt.Errorf("--tls-mode %q: want files or self-signed", o.tlsMode)
+	}
+	if o.pprofEnabled() {
+		if host, _, err := net.SplitHostPort(o.pprofAddr); err != nil {
+			return fmt.Errorf("--pprof-bind-address: %w", err)
+		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("--pprof-bind-address %s: want a loopback address (profiles expose the process's memory)", o.pprofAddr)
+		}
 	}
 	if o.port <= 0 || o.port > 65535 {
 		return fmt.Errorf("--port %d: want 1-65535", o.port)
@@ -184,11 +197,12 @@ func (o *serveOptions) run(ctx context.Context) error {
 		Host: o.bindAddress, Port: o.port,
 		CertDir: o.certDir, CertName: "tls.crt", KeyName: "tls.key",
 	})
-	hookServer.Register(MutatePath, &admission.Webhook{Handler: inject.NewHandler(inject.Options{
+	// inject.Webhook answers as controller-runtime's admission.Webhook, at less cost.
+	hookServer.Register(MutatePath, inject.NewWebhook(inject.NewHandler(inject.Options{
 		InjectorImage: o.injectorImage,
 		KratosImage:   o.kratosImage,
 		Version:       version.Version,
-	})})
+	})))
 	var certs *selfsigned.Manager
 	if o.tlsMode == tlsModeSelfSigned {
 		var err error
@@ -257,6 +271,9 @@ func (o *serveOptions) run(ctx context.Context) error {
 		}
 		start("metrics server", metricsServer.Start)
 	}
+	if o.pprofEnabled() {
+		start("pprof server", func(ctx context.Context) error { return servePprof(ctx, log, o.pprofAddr) })
+	}
 	if o.probeAddr != "0" {
 		started := hookServer.StartedChecker()
 		ready := map[string]healthz.Checker{
@@ -288,10 +305,6 @@ func (o *serveOptions) run(ctx context.Context) error {
 // serveProbes serves /healthz (the process answers) and /readyz (the webhook accepts TLS
 // connections and no shutdown is under way), as controller-runtime's manager would.
 func serveProbes(ctx context.Context, log logr.Logger, addr string, ready map[string]healthz.Checker) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", addr, err)
-	}
 	live := &healthz.Handler{Checks: map[string]healthz.Checker{"ping": healthz.Ping}}
 	readyz := &healthz.Handler{Checks: ready}
 	mux := http.NewServeMux()
@@ -299,14 +312,36 @@ func serveProbes(ctx context.Context, log logr.Logger, addr string, ready map[st
 	mux.Handle("/healthz/", http.StripPrefix("/healthz", live))
 	mux.Handle("/readyz", http.StripPrefix("/readyz", readyz))
 	mux.Handle("/readyz/", http.StripPrefix("/readyz", readyz))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return serveHTTP(ctx, log, "health probes", addr, mux)
+}
+
+// servePprof serves net/http/pprof's handlers under /debug/pprof/ (the load harness's
+// -profile reads CPU profiles there). The mux is our own: net/http/pprof's init registers on
+// http.DefaultServeMux, which nothing here serves.
+func servePprof(ctx context.Context, log logr.Logger, addr string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return serveHTTP(ctx, log, "pprof", addr, mux)
+}
+
+// serveHTTP serves h over plain HTTP on addr until ctx ends.
+func serveHTTP(ctx context.Context, log logr.Logger, what, addr string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(shutCtx)
 	}()
-	log.Info("serving health probes", "address", ln.Addr().String())
+	log.Info("serving "+what, "address", ln.Addr().String())
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

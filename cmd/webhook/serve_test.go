@@ -139,6 +139,9 @@ func TestServeValidate(t *testing.T) {
 		{func(o *serveOptions) { o.tlsMode = "acme" }, "want files or self-signed"},
 		{func(o *serveOptions) { o.kratosImage = "Not An Image" }, "--kratos-image"},
 		{func(o *serveOptions) { o.port = 0 }, "--port"},
+		{func(o *serveOptions) { o.pprofAddr = ":6060" }, "want a loopback address"},
+		{func(o *serveOptions) { o.pprofAddr = "10.0.0.1:6060" }, "want a loopback address"},
+		{func(o *serveOptions) { o.pprofAddr = "127.0.0.1" }, "--pprof-bind-address"},
 	} {
 		o := &serveOptions{port: 9443, kratosImage: inject.DefaultKratosImage, injectorImage: "x/y:1", tlsMode: tlsModeFiles,
 			certDir: "/tls", selfSigned: defaultSelfSignedOptions()}

@@ -3,7 +3,7 @@
 // CREATE review with vegeta over TLS and HTTP/2 (at maximum throughput, then at a fixed rate)
 // and prints one Markdown table. The logic is in hack/loadtest/harness.
 //
-//	go run ./hack/loadtest [-duration 10s] [-rate 1000] [-workers 32] [-servers bare,allow-all,kratos-injector]
+//	go run ./hack/loadtest [-duration 10s] [-rate 1000] [-workers 32] [-servers bare,allow-all,kratos-injector] [-profile DIR]
 //
 // With -server bare|allow-all -addr A -cert-dir D as its first arguments it is one of the
 // baseline servers instead (the harness starts itself so).
@@ -44,6 +44,7 @@ func run() int {
 	flag.IntVar(&cfg.Workers, "workers", 32, "reviews in flight in the maximum-throughput phase")
 	flag.StringVar(&servers, "servers", strings.Join(harness.Servers, ","), "comma-separated servers to measure, in order")
 	flag.StringVar(&cfg.Webhook, "webhook", "", "webhook binary to measure (default: build ./cmd/webhook)")
+	flag.StringVar(&cfg.ProfileDir, "profile", "", "directory receiving a CPU profile of each server per phase (<server>-max.pprof, <server>-fixed.pprof; the profiling itself costs CPU)")
 	flag.StringVar(&review, "review", "", "AdmissionReview JSON file to send (default: the embedded hack/loadtest/harness/testdata/pod-create-review.json)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [flags]\n\nMeasures the admission servers under load and prints one Markdown table.\n\n", os.Args[0])

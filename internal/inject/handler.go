@@ -50,11 +50,22 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		h.skippedNotPodCreate.Inc()
 		return admission.Allowed("kratos-injector only mutates pod creation")
 	}
-	pod, err := decodePod(req.Object.Raw)
+	var pod *corev1.Pod
+	var err error
+	if a, ok := ctx.Value(admittedKey{}).(*admittedPod); ok { // decoded with the review (Webhook)
+		pod, err = a.checkedPod()
+	} else {
+		pod, err = decodePod(req.Object.Raw)
+	}
 	if err != nil {
 		h.deniedBadRequest.Inc()
 		return admission.Errored(http.StatusBadRequest, err)
 	}
+	return h.handlePod(ctx, pod)
+}
+
+// handlePod is Handle for the decoded pod.
+func (h *Handler) handlePod(ctx context.Context, pod *corev1.Pod) admission.Response {
 	switch SkipReason(pod) {
 	case ReasonNotLabelled:
 		h.skippedNotLabelled.Inc()
@@ -65,7 +76,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	}
 
 	log := logf.FromContext(ctx)
-	res, err := h.injector.Inject(pod)
+	res, err := h.injector.inject(pod, true) // res.Pod is only read, to write the patch
 	if err != nil {
 		var inv *InvalidError
 		if errors.As(err, &inv) {
@@ -96,22 +107,29 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	return resp.WithWarnings(res.Warnings...)
 }
 
-// decodePod reads the request's pod as the API machinery's JSON serializer does
-// (case-sensitive, integers kept as int64) but in one pass: admission.Decoder's universal
-// deserializer parses the document twice (once for apiVersion and kind), which cost a third of
-// the decoding. The request's kind was checked already; the object's is checked here.
+// decodePod reads the part of the request's pod that the injection reads (admittedPod) as
+// the API machinery's JSON serializer does (case-sensitive, integers kept as int64) but in one
+// pass: admission.Decoder's universal deserializer parses the document twice (once for
+// apiVersion and kind). The request's kind was checked already; the object's is checked here.
+// The JSON is checked whole, but the types of fields the injection does not read are not: the
+// API server sends the pod it decoded, and validates the patched pod after admission.
 func decodePod(raw []byte) (*corev1.Pod, error) {
 	if len(raw) == 0 {
 		return nil, errors.New("decode pod: the request holds no object")
 	}
-	pod := &corev1.Pod{}
-	if err := sjson.UnmarshalCaseSensitivePreserveInts(raw, pod); err != nil {
+	var a admittedPod
+	if err := sjson.UnmarshalCaseSensitivePreserveInts(raw, &a); err != nil {
 		return nil, fmt.Errorf("decode pod: %w", err)
 	}
-	if pod.Kind != "Pod" || pod.APIVersion != "v1" {
-		return nil, fmt.Errorf("decode pod: the object is %s %s, not v1 Pod", quote(pod.APIVersion), quote(pod.Kind))
+	return a.checkedPod()
+}
+
+// checkedPod is a.pod() when a is a v1 Pod.
+func (a *admittedPod) checkedPod() (*corev1.Pod, error) {
+	if a.Kind != "Pod" || a.APIVersion != "v1" {
+		return nil, fmt.Errorf("decode pod: the object is %s %s, not v1 Pod", quote(a.APIVersion), quote(a.Kind))
 	}
-	return pod, nil
+	return a.pod(), nil
 }
 
 func podName(p *corev1.Pod) string {

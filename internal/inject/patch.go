@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -83,7 +84,11 @@ func patchWith(in, out *corev1.Pod, parsed *parsedSpec) ([]byte, error) {
 		}
 	}
 	w := &patchWriter{}
-	w.buf.Grow(8192)
+	if b, ok := patchBuffers.Get().(*[]byte); ok {
+		w.buf = *bytes.NewBuffer((*b)[:0])
+	} else {
+		w.buf.Grow(8192)
+	}
 	w.enc = json.NewEncoder(&w.buf)
 	w.buf.WriteByte('[')
 	w.prependRaw("/spec/initContainers", len(in.Spec.InitContainers), parts.init)
@@ -96,6 +101,20 @@ func patchWith(in, out *corev1.Pod, parsed *parsedSpec) ([]byte, error) {
 		return nil, fmt.Errorf("patch: %w", w.err)
 	}
 	return w.buf.Bytes(), nil
+}
+
+// patchBuffers are the buffers of patches already sent: Webhook hands back its responses'
+// once written (releasePatch), since a patch is a few kilobytes per review; other callers'
+// patches are theirs to keep.
+var patchBuffers sync.Pool
+
+// releasePatch gives the buffer of p, a patch from patchWith that nothing refers to any more,
+// to the next patch.
+func releasePatch(p []byte) {
+	if cap(p) > 0 && cap(p) <= 64<<10 {
+		p = p[:0]
+		patchBuffers.Put(&p)
+	}
 }
 
 // patchWriter writes "add" operations straight into one buffer: marshalling a slice of

@@ -23,6 +23,9 @@ type parsedSpec struct {
 	// the Injector's Options only (containers.go, volumes.go): set by the handler's first patch
 	// for these settings, then reused by Patch instead of encoding them again.
 	parts atomic.Pointer[encodedParts]
+	// injected are the injected containers and volumes themselves, built from spec for the
+	// handler's Inject (see Injector.inject) and shared, read-only, by its results.
+	injected atomic.Pointer[injectedParts]
 }
 
 // specCache remembers, by the pod's settings, the valid spec ParseAnnotations made of them and

@@ -234,3 +234,34 @@ func TestPatchBytesStable(t *testing.T) {
 		}
 	}
 }
+
+// The handler's Inject, whose injected containers and volumes are cached and shared, makes the
+// same pods as Inject, for every golden input and grace period, from a cold and a warm cache;
+// and changing a Result's spec does not change the cached parts.
+func TestSharedPartsAsBuilt(t *testing.T) {
+	inputs, err := filepath.Glob("testdata/*.in.yaml")
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no inputs: %v", err)
+	}
+	in := NewInjector(testOptions)
+	for _, file := range inputs {
+		for _, grace := range []*int64{nil, ptr.To[int64](2), ptr.To[int64](0), nil} {
+			pod := readPod(t, file)
+			pod.Spec.TerminationGracePeriodSeconds = grace
+			want, err := Inject(pod, testOptions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				got, err := in.inject(pod, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := cmp.Diff(want.Pod, got.Pod); d != "" {
+					t.Errorf("%s, grace %v: shared parts make another pod (-built +shared):\n%s", file, grace, d)
+				}
+				got.Spec.Image, got.Spec.Features = "changed", append(got.Spec.Features, "changed")
+			}
+		}
+	}
+}

@@ -50,6 +50,11 @@ type Config struct {
 	WorkDir string
 	// Log receives progress lines (default: discarded).
 	Log io.Writer
+	// ProfileDir, when set, receives a CPU profile of each server over each measured phase,
+	// <server>-max.pprof and <server>-fixed.pprof, read from the server's pprof endpoint on
+	// loopback (`webhook serve --pprof-bind-address`, the baselines' -pprof-addr). Profiling
+	// costs the server some CPU: the figures of such a run are not comparable with others.
+	ProfileDir string
 }
 
 // Phase is one measured attack on one server.
@@ -180,10 +185,15 @@ func buildWebhook(ctx context.Context, dir string) (string, error) {
 	return out, nil
 }
 
-// argv is the command line of server name listening on port.
-func argv(cfg *Config, name string, port int, certDir string) ([]string, error) {
+// argv is the command line of server name listening on port, with its pprof endpoint on
+// pprofAddr unless that is empty.
+func argv(cfg *Config, name string, port int, certDir, pprofAddr string) ([]string, error) {
 	if name != Injector {
-		return append(slices.Clone(cfg.Self), "-server", name, "-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "-cert-dir", certDir), nil
+		args := append(slices.Clone(cfg.Self), "-server", name, "-addr", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "-cert-dir", certDir)
+		if pprofAddr != "" {
+			args = append(args, "-pprof-addr", pprofAddr)
+		}
+		return args, nil
 	}
 	metrics, err := freePort()
 	if err != nil {
@@ -194,9 +204,13 @@ func argv(cfg *Config, name string, port int, certDir string) ([]string, error) 
 		return nil, err
 	}
 	// As deployed (manifests/base/deployment.yaml), on loopback; no shutdown delay.
-	return []string{cfg.Webhook, "serve", "--bind-address", "127.0.0.1", "--port", strconv.Itoa(port), "--cert-dir", certDir,
+	args := []string{cfg.Webhook, "serve", "--bind-address", "127.0.0.1", "--port", strconv.Itoa(port), "--cert-dir", certDir,
 		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metrics), "--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(probes),
-		"--shutdown-delay", "0"}, nil
+		"--shutdown-delay", "0"}
+	if pprofAddr != "" {
+		args = append(args, "--pprof-bind-address", pprofAddr)
+	}
+	return args, nil
 }
 
 func runServer(ctx context.Context, cfg *Config, name string, rv *review, certDir string, ca *x509.Certificate) (Row, error) {
@@ -205,7 +219,15 @@ func runServer(ctx context.Context, cfg *Config, name string, rv *review, certDi
 	if err != nil {
 		return row, err
 	}
-	args, err := argv(cfg, name, port, certDir)
+	var pprofAddr string
+	if cfg.ProfileDir != "" {
+		p, err := freePort()
+		if err != nil {
+			return row, err
+		}
+		pprofAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	}
+	args, err := argv(cfg, name, port, certDir, pprofAddr)
 	if err != nil {
 		return row, err
 	}
@@ -232,7 +254,7 @@ func runServer(ctx context.Context, cfg *Config, name string, rv *review, certDi
 	defer client.CloseIdleConnections()
 	url := fmt.Sprintf("https://127.0.0.1:%d%s?timeout=10s", port, MutatePath) // the API server adds ?timeout
 	a := &attacker{
-		client: client, proc: proc, check: &checker{validate: validatorFor(name, rv)},
+		client: client, proc: proc, pprofAddr: pprofAddr, check: &checker{validate: validatorFor(name, rv)},
 		target: vegeta.Target{Method: http.MethodPost, URL: url, Body: rv.body,
 			Header: http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json, */*"}}},
 	}
@@ -251,10 +273,12 @@ func runServer(ctx context.Context, cfg *Config, name string, rv *review, certDi
 		}
 	}
 	fmt.Fprintf(cfg.Log, "%s: %s at maximum throughput, %d workers\n", name, cfg.Duration, cfg.Workers)
+	a.profile = profilePath(cfg, name, "max")
 	if row.Max, err = a.attack(ctx, vegeta.Rate{}, cfg.Workers, uint64(cfg.Workers), cfg.Duration); err != nil {
 		return row, err
 	}
 	fmt.Fprintf(cfg.Log, "%s: %s at %d/s\n", name, cfg.Duration, cfg.Rate)
+	a.profile = profilePath(cfg, name, "fixed")
 	if row.Fixed, err = a.attack(ctx, vegeta.Rate{Freq: cfg.Rate, Per: time.Second}, cfg.Workers, vegeta.DefaultMaxWorkers, cfg.Duration); err != nil {
 		return row, err
 	}
@@ -270,6 +294,16 @@ type attacker struct {
 	proc   *process
 	check  *checker
 	target vegeta.Target
+	// pprofAddr is the server's pprof endpoint, profile where the next attack's CPU profile
+	// goes: none when either is empty.
+	pprofAddr, profile string
+}
+
+func profilePath(cfg *Config, server, phase string) string {
+	if cfg.ProfileDir == "" {
+		return ""
+	}
+	return filepath.Join(cfg.ProfileDir, server+"-"+phase+".pprof")
 }
 
 // alive fails if the server has exited.
@@ -329,6 +363,7 @@ func (a *attacker) attack(ctx context.Context, rate vegeta.Rate, workers int, ma
 	}
 	stop := context.AfterFunc(ctx, func() { atk.Stop() })
 	defer stop()
+	profiled := a.startProfile(ctx, d)
 	var m vegeta.Metrics
 	for res := range atk.Attack(vegeta.NewStaticTargeter(a.target), rate, d, "") {
 		m.Add(res)
@@ -344,6 +379,9 @@ func (a *attacker) attack(ctx context.Context, rate vegeta.Rate, workers int, ma
 	m.Close()
 	if err := a.alive(); err != nil {
 		return ph, err
+	}
+	if err := <-profiled; err != nil {
+		return ph, fmt.Errorf("CPU profile: %w", err)
 	}
 	cpu1, err := cpuTime(a.proc.pid())
 	if err != nil {
@@ -363,4 +401,45 @@ func (a *attacker) attack(ctx context.Context, rate vegeta.Rate, workers int, ma
 	ph.P50, ph.P99 = m.Latencies.P50, m.Latencies.P99
 	ph.CPU = cpu1 - cpu0
 	return ph, nil
+}
+
+// startProfile fetches a CPU profile of the server over the next d into a.profile, in the
+// background; the channel gives its outcome (at once when no profile is wanted).
+func (a *attacker) startProfile(ctx context.Context, d time.Duration) <-chan error {
+	done := make(chan error, 1)
+	if a.pprofAddr == "" || a.profile == "" {
+		done <- nil
+		return done
+	}
+	secs := max(1, int(d.Round(time.Second)/time.Second))
+	go func() {
+		done <- func() error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", a.pprofAddr, secs), nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b, _ := io.ReadAll(resp.Body)
+				return fmt.Errorf("%s: %s", resp.Status, b)
+			}
+			if err := os.MkdirAll(filepath.Dir(a.profile), 0o755); err != nil {
+				return err
+			}
+			f, err := os.Create(a.profile)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, resp.Body); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		}()
+	}()
+	return done
 }

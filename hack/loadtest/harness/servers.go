@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -44,7 +45,7 @@ var bareAllow = []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionRev
 
 // ServeMain runs one baseline server as its own process until SIGTERM or SIGINT:
 //
-//	-server bare|allow-all -addr 127.0.0.1:PORT -cert-dir DIR
+//	-server bare|allow-all -addr 127.0.0.1:PORT -cert-dir DIR [-pprof-addr 127.0.0.1:PORT]
 //
 // The harness starts it through Config.Self; the harness command and its test binary both
 // dispatch to it when their first argument is -server.
@@ -53,11 +54,17 @@ func ServeMain(args []string) error {
 	kind := fs.String("server", "", "baseline server to run: "+Bare+" or "+AllowAll)
 	addr := fs.String("addr", "127.0.0.1:9443", "address to listen on")
 	certDir := fs.String("cert-dir", "", "directory holding tls.crt and tls.key")
+	pprofAddr := fs.String("pprof-addr", "", "address of a /debug/pprof/ endpoint (empty: none)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if *pprofAddr != "" {
+		if err := servePprof(ctx, *pprofAddr); err != nil {
+			return err
+		}
+	}
 	switch *kind {
 	case Bare:
 		return serveBare(ctx, *addr, *certDir)
@@ -66,6 +73,21 @@ func ServeMain(args []string) error {
 	default:
 		return fmt.Errorf("-server %q: want %s or %s", *kind, Bare, AllowAll)
 	}
+}
+
+// servePprof serves net/http/pprof's handlers on addr until ctx ends, in the background.
+func servePprof(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	context.AfterFunc(ctx, func() { _ = srv.Close() })
+	go func() { _ = srv.Serve(ln) }()
+	return nil
 }
 
 func serveBare(ctx context.Context, addr, certDir string) error {
