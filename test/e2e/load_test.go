@@ -190,6 +190,14 @@ func (h histogram) minus(o histogram) histogram {
 	return out
 }
 
+func (h histogram) plus(o histogram) histogram {
+	out := histogram{buckets: map[float64]float64{}, count: h.count + o.count, sum: h.sum + o.sum}
+	for le, v := range h.buckets {
+		out.buckets[le] = v + o.buckets[le]
+	}
+	return out
+}
+
 // mean is the exact mean latency (sum / count).
 func (h histogram) mean() time.Duration {
 	if h.count <= 0 {

@@ -1,8 +1,10 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,12 +12,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -32,6 +36,10 @@ const (
 	AllowAll = "allow-all"
 	// Injector is the real `webhook serve` binary.
 	Injector = "kratos-injector"
+	// FixedPatch is allow-all answering every review with one fixed JSON patch (-patch): the
+	// stack's cost plus that of a mutation of the injector's size, without its logic. Not in
+	// the harness's table: the API server, which applies the patch, is where it differs.
+	FixedPatch = "fixed-patch"
 )
 
 // Servers is every server, in the order of the table.
@@ -45,7 +53,7 @@ var bareAllow = []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionRev
 
 // ServeMain runs one baseline server as its own process until SIGTERM or SIGINT:
 //
-//	-server bare|allow-all -addr 127.0.0.1:PORT -cert-dir DIR [-pprof-addr 127.0.0.1:PORT]
+//	-server bare|allow-all|fixed-patch -addr 127.0.0.1:PORT -cert-dir DIR [-patch FILE] [-pprof-addr 127.0.0.1:PORT]
 //
 // The harness starts it through Config.Self; the harness command and its test binary both
 // dispatch to it when their first argument is -server.
@@ -55,6 +63,7 @@ func ServeMain(args []string) error {
 	addr := fs.String("addr", "127.0.0.1:9443", "address to listen on")
 	certDir := fs.String("cert-dir", "", "directory holding tls.crt and tls.key")
 	pprofAddr := fs.String("pprof-addr", "", "address of a /debug/pprof/ endpoint (empty: none)")
+	patchFile := fs.String("patch", "", "JSON patch file the "+FixedPatch+" server answers with")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,9 +78,18 @@ func ServeMain(args []string) error {
 	case Bare:
 		return serveBare(ctx, *addr, *certDir)
 	case AllowAll:
-		return serveAllowAll(ctx, *addr, *certDir)
+		return serveAllowAll(ctx, *addr, *certDir, nil)
+	case FixedPatch:
+		patch, err := os.ReadFile(*patchFile)
+		if err != nil {
+			return fmt.Errorf("-patch: %w", err)
+		}
+		if !json.Valid(patch) || len(patch) == 0 || patch[0] != '[' {
+			return fmt.Errorf("-patch %s: not a JSON patch (a JSON array of operations)", *patchFile)
+		}
+		return serveAllowAll(ctx, *addr, *certDir, patch)
 	default:
-		return fmt.Errorf("-server %q: want %s or %s", *kind, Bare, AllowAll)
+		return fmt.Errorf("-server %q: want %s, %s or %s", *kind, Bare, AllowAll, FixedPatch)
 	}
 }
 
@@ -121,7 +139,7 @@ func serveBare(ctx context.Context, addr, certDir string) error {
 
 // serveAllowAll builds the webhook server as `webhook serve` does (cmd/webhook/serve.go), with
 // an allow-all handler in place of the injector's.
-func serveAllowAll(ctx context.Context, addr, certDir string) error {
+func serveAllowAll(ctx context.Context, addr, certDir string, patch []byte) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -132,8 +150,15 @@ func serveAllowAll(ctx context.Context, addr, certDir string) error {
 	}
 	logf.SetLogger(zap.New(zap.UseFlagOptions(&zap.Options{})))
 	srv := webhook.NewServer(webhook.Options{Host: host, Port: p, CertDir: certDir, CertName: "tls.crt", KeyName: "tls.key"})
-	srv.Register(MutatePath, &admission.Webhook{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
-		return admission.Allowed("")
+	jsonPatch := admissionv1.PatchTypeJSONPatch
+	srv.Register(MutatePath, &admission.Webhook{Handler: admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
+		r := admission.Allowed("")
+		// Idempotent as the injector is: a pod it already patched (reinvoked after the API
+		// server's own plugins changed it) is left alone.
+		if patch != nil && !bytes.Contains(req.Object.Raw, []byte(`"kratos-injector.io/status"`)) {
+			r.Patch, r.PatchType = patch, &jsonPatch
+		}
+		return r
 	})})
 	return srv.Start(ctx)
 }
