@@ -3,6 +3,9 @@ package harness
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -128,5 +131,73 @@ func TestReviewInjected(t *testing.T) {
 		if err := c.check(tc.code, tc.errMsg, tc.body); (err == nil) != tc.ok {
 			t.Errorf("check %d: %v, want ok=%v", i, err, tc.ok)
 		}
+	}
+}
+
+// TestFixedPatchServer runs the fixed-patch baseline (make bench-apiserver's) in-process with
+// the injector's patch for the review: its answer passes the harness's check of an injection,
+// and a pod that already carries the injector's status annotation gets an allow without a patch,
+// as the injector answers a reinvocation.
+func TestFixedPatchServer(t *testing.T) {
+	rv, err := parseReview(DefaultReview)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, MutatePath, bytes.NewReader(rv.body))
+	req.Header.Set("Content-Type", "application/json")
+	(&admission.Webhook{Handler: inject.NewHandler(inject.Options{InjectorImage: inject.DefaultInjectorImage, KratosImage: inject.DefaultKratosImage, Version: "test"})}).ServeHTTP(rec, req)
+	var injected admissionv1.AdmissionReview
+	if err := json.NewDecoder(rec.Result().Body).Decode(&injected); err != nil || injected.Response == nil || len(injected.Response.Patch) == 0 {
+		t.Fatalf("the injector's answer: %v", err)
+	}
+
+	dir := t.TempDir()
+	ca, err := writeCerts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serveAllowAll(ctx, fmt.Sprintf("127.0.0.1:%d", port), dir, injected.Response.Patch) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	post := func(body []byte) []byte {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := client.Post(fmt.Sprintf("https://127.0.0.1:%d%s", port, MutatePath), "application/json", bytes.NewReader(body))
+			if err == nil {
+				b, rerr := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if rerr == nil && resp.StatusCode == http.StatusOK {
+					return b
+				}
+				err = fmt.Errorf("%s: %s %v", resp.Status, b, rerr)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("fixed-patch server: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if err := validatorFor(Injector, rv)(post(rv.body)); err != nil {
+		t.Fatalf("the fixed-patch answer is not an injection: %v", err)
+	}
+
+	again := bytes.Replace(rv.body, []byte(`"kratos-injector.io/sender"`), []byte(`"kratos-injector.io/status":"injected","kratos-injector.io/sender"`), 1)
+	if bytes.Equal(again, rv.body) {
+		t.Fatal("the review has no sender annotation to put the status next to")
+	}
+	body := post(again)
+	if err := validatorFor(AllowAll, rv)(body); err != nil || bytes.Contains(body, []byte(`"patch"`)) {
+		t.Fatalf("an injected pod got %s (%v), want an allow without a patch", body, err)
 	}
 }
