@@ -164,7 +164,12 @@ func TestFixedPatchServer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serveAllowAll(ctx, fmt.Sprintf("127.0.0.1:%d", port), dir, injected.Response.Patch) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("fixed-patch server: %v", err)
+		}
+	})
 
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
@@ -180,7 +185,10 @@ func TestFixedPatchServer(t *testing.T) {
 				if rerr == nil && resp.StatusCode == http.StatusOK {
 					return b
 				}
-				err = fmt.Errorf("%s: %s %v", resp.Status, b, rerr)
+				err = rerr
+				if err == nil {
+					err = fmt.Errorf("%s: %s", resp.Status, b)
+				}
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("fixed-patch server: %v", err)
