@@ -1,10 +1,8 @@
 package ingress_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,8 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -120,14 +116,14 @@ func start() error {
 		if err != nil {
 			return err
 		}
-		crd, err := single(y)
+		crd, err := testbed.SingleObject(y)
 		if err != nil {
 			return fmt.Errorf("CRD %s: %w", plural, err)
 		}
 		if err := apply(ctx, crds, crd); err != nil {
 			return fmt.Errorf("install CRD %s: %w", plural, err)
 		}
-		if err := established(ctx, crd.GetName()); err != nil {
+		if err := testbed.WaitCRDEstablished(ctx, dyn, crd.GetName()); err != nil {
 			return err
 		}
 	}
@@ -138,64 +134,9 @@ func start() error {
 	return nil
 }
 
-// established waits for the CRD's Established condition: until then its resources are not served.
-func established(ctx context.Context, name string) error {
-	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		crd, err := dyn.Resource(crds).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
-		for _, c := range conds {
-			if c, ok := c.(map[string]any); ok && c["type"] == "Established" && c["status"] == "True" {
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	if err != nil {
-		return fmt.Errorf("CRD %s not Established: %w", name, err)
-	}
-	return nil
-}
-
 // apply is `kubectl apply --server-side --force-conflicts --validate=strict`.
 func apply(ctx context.Context, gvr schema.GroupVersionResource, u *unstructured.Unstructured) error {
-	data, err := u.MarshalJSON()
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", u.GetName(), err)
-	}
-	opts := metav1.PatchOptions{FieldManager: fieldManager, Force: ptr.To(true), FieldValidation: metav1.FieldValidationStrict}
-	var ri dynamic.ResourceInterface = dyn.Resource(gvr)
-	if u.GetNamespace() != "" {
-		ri = dyn.Resource(gvr).Namespace(u.GetNamespace())
-	}
-	if _, err := ri.Patch(ctx, u.GetName(), "application/apply-patch+yaml", data, opts); err != nil {
-		return fmt.Errorf("apply %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
-	}
-	return nil
-}
-
-// single decodes a one-document YAML file.
-func single(y []byte) (*unstructured.Unstructured, error) {
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(y), 4096)
-	var docs []*unstructured.Unstructured
-	for {
-		var obj map[string]any
-		if err := dec.Decode(&obj); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return nil, fmt.Errorf("decode YAML: %w", err)
-		}
-		if len(obj) > 0 {
-			docs = append(docs, &unstructured.Unstructured{Object: obj})
-		}
-	}
-	if len(docs) != 1 {
-		return nil, fmt.Errorf("want one object, got %d", len(docs))
-	}
-	return docs[0], nil
+	return testbed.ApplyStrict(ctx, dyn, gvr, u, fieldManager)
 }
 
 // load reads an example strictly (a key given twice is an error) and puts it in the namespace.
@@ -208,7 +149,7 @@ func load(t *testing.T, file string) *unstructured.Unstructured {
 	if _, err := yaml.YAMLToJSONStrict(y); err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
-	u, err := single(y)
+	u, err := testbed.SingleObject(y)
 	if err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
@@ -250,52 +191,10 @@ func TestApply(t *testing.T) {
 			if err != nil {
 				t.Fatalf("read back: %v", err)
 			}
-			if err := subset("", u.Object, got.Object); err != nil {
+			if err := testbed.Subset(u.Object, got.Object); err != nil {
 				t.Errorf("stored object differs from %s: %v", ex.file, err)
 			}
 		})
-	}
-}
-
-// subset reports the first value of want that got lacks or holds differently. got may have more
-// (defaults, metadata, status).
-func subset(path string, want, got any) error {
-	switch w := want.(type) {
-	case map[string]any:
-		g, ok := got.(map[string]any)
-		if !ok {
-			return fmt.Errorf("%s: got %T, want an object", path, got)
-		}
-		for k, wv := range w {
-			gv, ok := g[k]
-			if !ok {
-				return fmt.Errorf("%s.%s: missing", path, k)
-			}
-			if err := subset(path+"."+k, wv, gv); err != nil {
-				return err
-			}
-		}
-		return nil
-	case []any:
-		g, ok := got.([]any)
-		if !ok || len(g) != len(w) {
-			return fmt.Errorf("%s: got %v, want %v", path, got, want)
-		}
-		for i := range w {
-			if err := subset(fmt.Sprintf("%s[%d]", path, i), w[i], g[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	default:
-		// The file's numbers decode as float64 (plain JSON), the server's as int64.
-		if f, ok := want.(float64); ok && f == float64(int64(f)) {
-			want = int64(f)
-		}
-		if !reflect.DeepEqual(want, got) {
-			return fmt.Errorf("%s: got %v (%T), want %v (%T)", path, got, got, want, want)
-		}
-		return nil
 	}
 }
 
