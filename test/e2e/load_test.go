@@ -239,18 +239,37 @@ func (h histogram) quantile(q float64) time.Duration {
 // admissions (summed over its rejected and type labels) from its /metrics.
 func webhookLatency(t testing.TB, ctx context.Context, c kubernetes.Interface, webhook string) histogram {
 	t.Helper()
+	return apiServerHistogram(t, ctx, c, "apiserver_admission_webhook_admission_duration_seconds", `name="`+webhook+`"`, `operation="CREATE"`)
+}
+
+// podCreateLatency reads the API server's latency histogram of pod creations (POST pods, not
+// dry runs): what a controller waits for a pod, all of its admission included.
+func podCreateLatency(t testing.TB, ctx context.Context, c kubernetes.Interface) histogram {
+	t.Helper()
+	return apiServerHistogram(t, ctx, c, "apiserver_request_duration_seconds", `verb="POST"`, `resource="pods"`, `subresource=""`, `dry_run=""`)
+}
+
+// apiServerHistogram reads one histogram of the API server's /metrics, summed over the series
+// whose labels contain every one of labels.
+func apiServerHistogram(t testing.TB, ctx context.Context, c kubernetes.Interface, metric string, labels ...string) histogram {
+	t.Helper()
 	raw, err := c.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		t.Fatalf("API server metrics: %v", err)
 	}
 	h := histogram{buckets: map[float64]float64{}}
-	const metric = "apiserver_admission_webhook_admission_duration_seconds"
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
+lines:
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, metric+"_") || !strings.Contains(line, `name="`+webhook+`"`) || !strings.Contains(line, `operation="CREATE"`) {
+		if !strings.HasPrefix(line, metric+"_") {
 			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue lines
+			}
 		}
 		i := strings.LastIndexByte(line, ' ')
 		v, err := strconv.ParseFloat(line[i+1:], 64)

@@ -357,7 +357,7 @@ func (a *attacker) attack(ctx context.Context, rate vegeta.Rate, workers int, ma
 	// option that rewrites the transport (KeepAlive, HTTP2, TLSConfig) is used here: it is
 	// configured once, keep-alive and HTTP/2 on, in runServer.
 	atk := vegeta.NewAttacker(vegeta.Client(a.client), vegeta.Workers(uint64(workers)), vegeta.MaxWorkers(maxWorkers), vegeta.MaxBody(-1))
-	cpu0, err := cpuTime(a.proc.pid())
+	cpu0, err := CPUTime(a.proc.pid())
 	if err != nil {
 		return ph, err
 	}
@@ -383,7 +383,7 @@ func (a *attacker) attack(ctx context.Context, rate vegeta.Rate, workers int, ma
 	if err := <-profiled; err != nil {
 		return ph, fmt.Errorf("CPU profile: %w", err)
 	}
-	cpu1, err := cpuTime(a.proc.pid())
+	cpu1, err := CPUTime(a.proc.pid())
 	if err != nil {
 		return ph, err
 	}

@@ -26,9 +26,9 @@ import (
 // architecture Go supports.
 const userHZ = 100
 
-// cpuTime is the user+system CPU time the process has used so far (/proc/<pid>/stat fields
+// CPUTime is the user+system CPU time the process has used so far (/proc/<pid>/stat fields
 // 14 and 15).
-func cpuTime(pid int) (time.Duration, error) {
+func CPUTime(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
