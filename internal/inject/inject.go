@@ -189,6 +189,8 @@ func (in *Injector) buildParts(spec *config.Spec, specJSON string, preStop int64
 	if spec.Metrics == config.MetricsOn {
 		kratos = append(kratos, metricsContainer(spec, in.opts.InjectorImage))
 	}
+	withoutToken(ours)
+	withoutToken(kratos)
 	if spec.Sidecar == config.SidecarNative {
 		// After render and migrate, before the app's init containers: those may already use Kratos.
 		return &injectedParts{init: append(ours, kratos...), vols: vols, preStop: preStop}
@@ -235,9 +237,9 @@ func conflicts(pod *corev1.Pod) []Problem {
 	check("spec.initContainers", ps.InitContainers)
 	check("spec.containers", ps.Containers)
 	for _, v := range ps.Volumes {
-		if v.Name == VolumeConfig || v.Name == VolumeData || v.Name == VolumeTmp || v.Name == VolumeBin ||
+		if v.Name == VolumeConfig || v.Name == VolumeData || v.Name == VolumeTmp || v.Name == VolumeBin || v.Name == VolumeNoToken ||
 			strings.HasPrefix(v.Name, secretVolumePrefix) || strings.HasPrefix(v.Name, configMapVolumePrefix) {
-			problems = append(problems, Problem{fmt.Sprintf("spec.volumes[%s]", v.Name), "volume name is reserved for the injected Kratos (kratos-config, kratos-data, kratos-tmp, kratos-bin, kratos-secret-*, kratos-cm-*): rename the volume"})
+			problems = append(problems, Problem{fmt.Sprintf("spec.volumes[%s]", v.Name), "volume name is reserved for the injected Kratos (kratos-config, kratos-data, kratos-tmp, kratos-bin, kratos-no-token, kratos-secret-*, kratos-cm-*): rename the volume"})
 		}
 	}
 	return problems

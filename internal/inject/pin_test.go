@@ -22,15 +22,16 @@ import (
 // Refresh (only for an intended change of the output): go test ./internal/inject/ -run
 // TestHandleResponsePinned -v, and copy the printed sums.
 var pinnedResponses = map[string]string{
-	"all-annotations":   "29ca2857dc0e46e27fd59a520d7fa44df1184f34dd4b15b3e1e0d161136f7465",
-	"bare-pod":          "531cd6604578f0ef2483533b56355edcb0ba368bf19775a3453e677df1d5eb41",
-	"deployment-pod":    "50ce7521dbd49972eb55b53743f9363d65a5d48d1a972e70e0970459ef77624c",
-	"harness-review":    "899d1989eb6a94e839d8611143956f86b5ef9a8d89d96ef785efc15b28161ade",
-	"init-and-sidecar":  "6fb26c7a9c515763ffe90591cfee7ebaca6207db069a90feeef3935b94e87692",
-	"job-pod":           "99a8bd6954b34ff2ccf26d6d336f09a35e2592f367ec088d944d77eab5b9f6c9",
-	"postgres-smtp-idp": "3691fae28eb96a560e0a2825bd64ec773f183395c3b3847e857d38d33ba44580",
-	"sidecar-container": "8ad5402d0883b7d84f156b27dbd2565df5da70b96503482c5e9b2f70d375d357",
-	"sqlite-default":    "2c641a37dbcdf0f2dfa1054f0cf1a5fd4e7a00c30de7812d00851c6c2071cd41",
+	"all-annotations":       "9a2c011debddf12c6d591d8ea271812b728d560b5b10cba2f66a38c4e711b989",
+	"bare-pod":              "364fcb63ae37a6794bcb0dac44a624f718f1cb75e71bee2813b32fd14d535f50",
+	"deployment-pod":        "5d376f9049f0d3557db1496ad3dd0c76641d57a50f003fcd5db104d2befc2efb",
+	"harness-review":        "f06edfbacf6bb218eaea10b575066751ecab5a88624d3cb93eedf04592e6f5d1",
+	"init-and-sidecar":      "a684658f44b633ef84dfe4e8a243a7bd48183d34ec373e87720210da5236781e",
+	"job-pod":               "756169e0676e9bdb58eb3a270bd284bfffa58baa7f06f7d469bbd64de1ccfb66",
+	"postgres-smtp-idp":     "8acb8b2824e528526b9682b85e1154a9b879e60691d30bc360b2c9c392bbbaa2",
+	"service-account-token": "3c7124c9c05448865ac981b7392dc9689021705081775299ecbf71e011cae589",
+	"sidecar-container":     "4c13e2fc7ef9e2a4c5a52a4ca47210d021f8182c43fb5cedfeed60b6d950eade",
+	"sqlite-default":        "864d66a787b215b17f962a90f07c1d001acc2834a1df8ab8ac9e4bb39f78e80f",
 }
 
 // canonicalPatch sorts the operations on labels and annotations, which come last and in map

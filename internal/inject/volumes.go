@@ -53,7 +53,7 @@ func volumes(s *config.Spec) ([]corev1.Volume, []corev1.VolumeMount) {
 	// Exactly what Render may read: it refuses any Secret or ConfigMap Inputs does not list.
 	secrets, configMaps := s.Inputs()
 	configSize, tmpSize := configSizeLimit.DeepCopy(), tmpSizeLimit.DeepCopy()
-	vols := make([]corev1.Volume, 0, 3+len(secrets)+len(configMaps))
+	vols := make([]corev1.Volume, 0, 4+len(secrets)+len(configMaps))
 	vols = append(vols,
 		corev1.Volume{Name: VolumeConfig, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 			// In memory: the rendered config holds the secrets and must never touch a disk.
@@ -67,6 +67,7 @@ func volumes(s *config.Spec) ([]corev1.Volume, []corev1.VolumeMount) {
 	if s.Database == config.DatabaseSQLite {
 		vols = append(vols, corev1.Volume{Name: VolumeData, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 	}
+	vols = append(vols, noTokenVolume())
 	// Optional: a missing Secret or key must fail the render init container with a message
 	// naming it, not leave the pod stuck in ContainerCreating on a mount error.
 	optional := true

@@ -71,6 +71,7 @@ func TestInjectDeploymentThroughAPIServer(t *testing.T) {
 	ns := namespace(t, s, "inject-deploy")
 
 	injectedBefore := in.Metric(t, "kratos_injector_injections_total")
+	reviewsBefore := in.Metric(t, "controller_runtime_webhook_requests_total")
 	dep := deployment("shop", 2, map[string]string{injectLabel: "true"}, nil, kwokSpec())
 	if _, err := s.CP.Client.AppsV1().Deployments(ns).Create(ctx, dep, createOpts); err != nil {
 		t.Fatal(err)
@@ -92,6 +93,15 @@ func TestInjectDeploymentThroughAPIServer(t *testing.T) {
 	if n := in.Metric(t, "kratos_injector_injections_total") - injectedBefore; n < 2 {
 		t.Errorf("injections counted %v, want >= 2", n)
 	}
+	for _, p := range pods {
+		checkNoToken(t, &p)
+	}
+	// One review per pod: the API server's ServiceAccount plugin, run again after the injection,
+	// finds nothing to add (the injected containers have kratos-no-token at the token's path),
+	// so the webhook is not called a second time (reinvocationPolicy IfNeeded).
+	if n := in.Metric(t, "controller_runtime_webhook_requests_total") - reviewsBefore; n != float64(len(pods)) {
+		t.Errorf("the webhook received %v reviews for %d pods, want one each", n, len(pods))
+	}
 
 	requestsBefore := in.Metric(t, "controller_runtime_webhook_requests_total")
 	plain := deployment("plain", 2, nil, nil, kwokSpec())
@@ -106,6 +116,28 @@ func TestInjectDeploymentThroughAPIServer(t *testing.T) {
 	}
 	if n := in.Metric(t, "controller_runtime_webhook_requests_total") - requestsBefore; n != 0 {
 		t.Errorf("the webhook received %v requests while only unlabelled pods were created, want 0", n)
+	}
+}
+
+// checkNoToken: the API server mounted the service-account token in the app's container, and
+// in none of the injected ones, which have the empty kratos-no-token over its path instead.
+func checkNoToken(t *testing.T, p *corev1.Pod) {
+	t.Helper()
+	const tokenPath = "/var/run/secrets/kubernetes.io/serviceaccount"
+	for _, c := range append(append([]corev1.Container(nil), p.Spec.InitContainers...), p.Spec.Containers...) {
+		var at []string
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == tokenPath {
+				at = append(at, m.Name)
+			}
+		}
+		injected := strings.HasPrefix(c.Name, "kratos")
+		switch {
+		case injected && (len(at) != 1 || at[0] != inject.VolumeNoToken):
+			t.Errorf("pod %s: injected container %s mounts %v at the token's path, want only %s", p.Name, c.Name, at, inject.VolumeNoToken)
+		case !injected && (len(at) != 1 || !strings.HasPrefix(at[0], "kube-api-access-")):
+			t.Errorf("pod %s: the app's container %s mounts %v at the token's path, want the API server's kube-api-access-* volume", p.Name, c.Name, at)
+		}
 	}
 }
 
@@ -184,6 +216,7 @@ func TestInjectedPodRunsSQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := readyPod(t, ctx, s, ns, "app=notes")
+	checkNoToken(t, pod) // and the kubelet ran the injected containers with it
 	fw, err := instance.PortForward(ctx, s.CP.Config, s.CP.Client, pod, 4434)
 	if err != nil {
 		t.Fatal(err)
