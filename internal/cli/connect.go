@@ -98,6 +98,9 @@ type admin struct {
 	// loginUI is the instance's login UI, the kratos-injector.io/ui-url annotation of the pod the
 	// client reaches; "" when it has none, or with --admin-url (no pod).
 	loginUI string
+	// target is the plugin's flags that reach the same admin API again, for hints to print:
+	// "-n NAMESPACE --instance NAME", or "--admin-url URL".
+	target string
 	// explain adds what the transport knows to an error of a call.
 	explain func(error) error
 	close   func()
@@ -153,7 +156,7 @@ func (g *Globals) connectAdmin(ctx context.Context) (*admin, error) {
 		if err != nil {
 			return nil, usageError(err)
 		}
-		return &admin{APIClient: c, close: tr.CloseIdleConnections, explain: func(err error) error {
+		return &admin{APIClient: c, target: "--admin-url " + g.AdminURL, close: tr.CloseIdleConnections, explain: func(err error) error {
 			return fmt.Errorf("%w (admin API at %s)", err, g.AdminURL)
 		}}, nil
 	}
@@ -181,6 +184,6 @@ func (g *Globals) connectAdmin(ctx context.Context) (*admin, error) {
 		fw.Close()
 		return nil, err
 	}
-	return &admin{APIClient: c, loginUI: strings.TrimSpace(pod.Annotations[inject.AnnotationUIURL]),
+	return &admin{APIClient: c, loginUI: strings.TrimSpace(pod.Annotations[inject.AnnotationUIURL]), target: "-n " + in.Namespace + " --instance " + in.Name,
 		close: func() { tr.CloseIdleConnections(); fw.Close() }, explain: fw.Explain}, nil
 }

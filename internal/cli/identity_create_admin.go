@@ -127,28 +127,29 @@ func (o *CreateAdminOptions) Run(ctx context.Context) error {
 	}
 	res, err := actions.CreateAdmin(ctx, a.APIClient, account)
 	if res != nil && res.Identity != nil {
-		if perr := o.print(res); perr != nil && err == nil {
+		if perr := o.print(res, a.target); perr != nil && err == nil {
 			err = perr
 		}
 	}
 	return a.Explain(err)
 }
 
-func (o *CreateAdminOptions) print(res *actions.CreateAdminResult) error {
+func (o *CreateAdminOptions) print(res *actions.CreateAdminResult, target string) error {
 	if o.Output.structured() {
 		return o.Output.printStructured(o.g.Streams.Out, res)
 	}
 	w := o.g.Streams.Out
 	fmt.Fprintf(w, "%s created (admin account %s <%s>)\n", identityName(res.Identity.Id), o.Username, o.Email)
-	printRecovery(w, res.Recovery, res.Identity.Id)
+	printRecovery(w, res.Recovery, res.Identity.Id, target)
 	return nil
 }
 
 // printRecovery shows an admin-issued recovery of identity id: with a login UI, the link to its
 // recovery page for the flow and the code, as the charm's actions return them; without one, that
-// there is no page to open, and what else to do with the code. The code is a credential, printed
-// for the operator to hand on, never logged.
-func printRecovery(w io.Writer, r *actions.Recovery, id string) {
+// there is no page to open, and what else to do with the code: its reset-password command carries
+// target, the flags that reach the same instance. The code is a credential, printed for the
+// operator to hand on, never logged.
+func printRecovery(w io.Writer, r *actions.Recovery, id, target string) {
 	if r == nil {
 		return
 	}
@@ -169,6 +170,14 @@ func printRecovery(w io.Writer, r *actions.Recovery, id string) {
 		fmt.Fprintf(w, "to use the code, submit it to the recovery flow on Kratos's public API: POST /self-service/recovery?flow=%s\n", r.FlowID)
 		fmt.Fprintln(w, `  with {"method": "code", "code": "<recovery code>"}, keeping the cookies: Kratos signs the owner in and`)
 		fmt.Fprintln(w, "  answers with a settings flow, where the new password is set")
-		fmt.Fprintf(w, "or set the password yourself: kubectl kratos identity reset-password %s --password-stdin (or --password-secret NAME[/KEY])\n", id)
+		fmt.Fprintf(w, "or set the password yourself: kubectl kratos %sidentity reset-password %s --password-stdin (or --password-secret NAME[/KEY])\n", targetArgs(target), id)
 	}
+}
+
+// targetArgs is target followed by a space, or "" for none.
+func targetArgs(target string) string {
+	if target == "" {
+		return ""
+	}
+	return target + " "
 }

@@ -114,6 +114,6 @@ func (o *ResetPasswordOptions) Run(ctx context.Context) error {
 	} else {
 		fmt.Fprintf(w, "recovery issued for %s\n", identityName(res.IdentityID))
 	}
-	printRecovery(w, res.Recovery, res.IdentityID)
+	printRecovery(w, res.Recovery, res.IdentityID, a.target)
 	return nil
 }

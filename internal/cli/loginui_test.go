@@ -112,7 +112,9 @@ func TestRecoveryWithoutLoginUI(t *testing.T) {
 	r := kk(t, "", append(g, "identity", "create-admin", "--username", strings.Split(email, "@")[0], "--email", email)...).ok(t, "create-admin")
 	t.Logf("create-admin without a login UI printed:\n%s", r.stdout)
 	id := strings.TrimPrefix(strings.Fields(r.stdout)[0], "identity/")
-	checkNoUIText(t, srv, r.stdout, id)
+	// The hint's command reaches the same instance: its namespace and name.
+	sameInstance := `-n ui-\S+ --instance idp`
+	checkNoUIText(t, srv, r.stdout, id, sameInstance)
 
 	r = kk(t, "", append(g, "identity", "reset-password", id, "-o", "yaml")...).ok(t, "reset-password")
 	for _, absent := range []string{"recovery_link", "login_ui"} {
@@ -129,22 +131,23 @@ func TestRecoveryWithoutLoginUI(t *testing.T) {
 	if !strings.HasPrefix(r.stdout, "recovery issued for identity/"+id+"\n") {
 		t.Fatalf("reset-password printed:\n%s", r.stdout)
 	}
-	checkNoUIText(t, srv, r.stdout, id)
+	checkNoUIText(t, srv, r.stdout, id, sameInstance)
 
 	// --admin-url reaches no pod: that Kratos issues no link to a login UI says the same.
 	r = kk(t, "", "--admin-url", srv.AdminURL, "identity", "reset-password", id).ok(t, "reset-password --admin-url")
-	checkNoUIText(t, srv, r.stdout, id)
+	checkNoUIText(t, srv, r.stdout, id, regexp.QuoteMeta("--admin-url "+srv.AdminURL))
 }
 
 // checkNoUIText checks the text of a recovery without a login UI: no link, says so, the flow
-// (which exists) and the code, and both ways to use them.
-func checkNoUIText(t *testing.T, srv *kratostest.Server, out, id string) {
+// (which exists) and the code, and both ways to use them, the command with the flags (target, a
+// regular expression) that reach the same instance.
+func checkNoUIText(t *testing.T, srv *kratostest.Server, out, id, target string) {
 	t.Helper()
 	flow := regexp.MustCompile(`(?m)^recovery flow: (` + uuidRE + `)$`).FindStringSubmatch(out)
 	if strings.Contains(out, "recovery link") || strings.Contains(out, "ory.sh") || flow == nil || !codeLine.MatchString(out) ||
 		!strings.Contains(out, "no login UI is configured (the kratos-injector.io/ui-url annotation sets one): there is no recovery page to open\n") ||
 		!strings.Contains(out, "POST /self-service/recovery?flow="+flow[1]+"\n") ||
-		!strings.Contains(out, "kubectl kratos identity reset-password "+id+" --password-stdin (or --password-secret NAME[/KEY])\n") {
+		!regexp.MustCompile(`(?m)^or set the password yourself: kubectl kratos `+target+` identity reset-password `+id+` --password-stdin \(or --password-secret NAME\[/KEY\]\)$`).MatchString(out) {
 		t.Fatalf("recovery without a login UI printed:\n%s", out)
 	}
 	wantRecoveryFlow(t, srv, flow[1])
